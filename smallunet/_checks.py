@@ -1,0 +1,78 @@
+"""Small input checks shared by the public entry points.
+
+Each raises ``TypeError`` or ``ValueError`` with a message that names what was
+expected and what was given, so a reader who types a wrong size is told what to
+fix instead of getting a stack trace from deep inside PyTorch.
+"""
+from __future__ import annotations
+
+import numbers
+
+import torch
+
+
+def check_int(name: str, value, *, minimum: int | None = None) -> int:
+    """``value`` must be an int (not a bool), at least ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {value!r} ({type(value).__name__})")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {name}={value}")
+    return int(value)
+
+
+def check_float(name: str, value, *, low: float | None = None, high: float | None = None,
+                low_open: bool = False, high_open: bool = False) -> float:
+    """``value`` must be a real number in the given interval."""
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {value!r} ({type(value).__name__})")
+    value = float(value)
+    lo = "(" if low_open else "["
+    hi = ")" if high_open else "]"
+    interval = f"{lo}{'-inf' if low is None else low}, {'inf' if high is None else high}{hi}"
+    bad_low = low is not None and (value <= low if low_open else value < low)
+    bad_high = high is not None and (value >= high if high_open else value > high)
+    if bad_low or bad_high or value != value:
+        raise ValueError(f"{name} must be in {interval}, got {name}={value}")
+    return value
+
+
+def check_tensor(name: str, value) -> torch.Tensor:
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+    return value
+
+
+def check_groups(name: str, ch: int, groups: int = 32) -> None:
+    """GroupNorm with ``groups`` groups needs a channel count divisible by it."""
+    if ch % groups != 0:
+        raise ValueError(
+            f"{name}={ch} must be divisible by {groups} (GroupNorm uses {groups} groups); "
+            f"try {max(groups, round(ch / groups) * groups)}"
+        )
+
+
+def check_image(name: str, x, *, channels: int, size: int | None = None) -> torch.Tensor:
+    """``x`` must be a (B, channels, size, size) tensor."""
+    check_tensor(name, x)
+    if x.dim() != 4:
+        raise ValueError(f"{name} must have shape (B, C, H, W) (4 dimensions), "
+                         f"got {x.dim()} dimensions with shape {tuple(x.shape)}")
+    if x.shape[1] != channels:
+        raise ValueError(f"{name} must have {channels} channels, got shape {tuple(x.shape)} "
+                         f"with {x.shape[1]} channels")
+    if size is not None and (x.shape[2] != size or x.shape[3] != size):
+        raise ValueError(f"{name} must be {size}x{size} (shape (B, {channels}, {size}, {size})), "
+                         f"got {x.shape[2]}x{x.shape[3]} (shape {tuple(x.shape)})")
+    return x
+
+
+def check_sigma(sigma, batch: int) -> torch.Tensor:
+    """``sigma`` is one noise level for all (shape () or any shape with one element)
+    or one per example (B elements, such as (B,) or (B, 1, 1, 1))."""
+    check_tensor("sigma", sigma)
+    if sigma.numel() != 1 and sigma.numel() != batch:
+        raise ValueError(f"sigma must hold 1 value or one per example ({batch}), got shape "
+                         f"{tuple(sigma.shape)} with {sigma.numel()} values")
+    return sigma

@@ -1,0 +1,106 @@
+"""A small CNN that classifies FashionMNIST, used as the feature extractor of our metric.
+
+FID compares generated and real images in the feature space of an Inception network
+trained on ImageNet. For 28x28 grey clothes we use a network trained on the clothes
+themselves: ``FashionClassifier.features`` gives the 128-d penultimate layer, and
+``smallunet.metrics`` measures Fréchet distances there.
+
+The weights ship with the package (``smallunet/weights/fashion_classifier.safetensors``,
+made by ``scripts/train_classifier.py``); ``load_classifier`` checks their SHA-256 so
+that a number computed with a damaged or swapped file cannot pass for ours.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from ._checks import check_image, check_int
+
+WEIGHTS_PATH = Path(__file__).parent / "weights" / "fashion_classifier.safetensors"
+# The SHA-256 of the shipped file, as printed by scripts/train_classifier.py.
+CLASSIFIER_SHA256 = "0000000000000000000000000000000000000000000000000000000000000000"
+
+
+def conv_bn_relu(in_ch: int, out_ch: int) -> nn.Sequential:
+    """3x3 convolution that keeps H, W; no bias, since BatchNorm subtracts the mean anyway."""
+    return nn.Sequential(nn.Conv2d(in_ch, out_ch, 3, padding=1, bias=False),
+                         nn.BatchNorm2d(out_ch), nn.ReLU(inplace=True))
+
+
+class FashionClassifier(nn.Module):
+    """Two stages of two 3x3 convolutions, each stage ending in a 2x2 max-pool, then
+    a fully connected layer to ``feat_dim`` features and a linear layer to 10 logits.
+
+    ch:       channels of the first stage (the second has ``2 * ch``).
+    feat_dim: size of the penultimate features that the metric uses.
+    dropout:  dropout on the features, active in training only.
+    """
+
+    def __init__(self, ch: int = 32, feat_dim: int = 128, dropout: float = 0.3):
+        super().__init__()
+        check_int("ch", ch, minimum=1)
+        check_int("feat_dim", feat_dim, minimum=1)
+        self.ch, self.feat_dim = ch, feat_dim
+        self.body = nn.Sequential(
+            conv_bn_relu(1, ch), conv_bn_relu(ch, ch), nn.MaxPool2d(2),              # 28 -> 14
+            conv_bn_relu(ch, 2 * ch), conv_bn_relu(2 * ch, 2 * ch), nn.MaxPool2d(2),  # 14 -> 7
+        )
+        self.fc = nn.Linear(2 * ch * 7 * 7, feat_dim)
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(feat_dim, 10)
+
+    def features(self, x: Tensor) -> Tensor:
+        """x: (B, 1, 28, 28) images in [-1, 1] -> (B, feat_dim) penultimate features (>= 0)."""
+        check_image("x", x, channels=1, size=28)
+        h = self.body(x)                           # (B, 1, 28, 28) -> (B, 2ch, 7, 7)
+        return torch.relu(self.fc(h.flatten(1)))  # (B, 2ch * 49) -> (B, feat_dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x: (B, 1, 28, 28) images in [-1, 1] -> (B, 10) logits, in CLASS_NAMES order."""
+        return self.head(self.dropout(self.features(x)))
+
+
+def sha256_of(path: str | os.PathLike) -> str:
+    """The SHA-256 of a file, as 64 hex digits."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def load_classifier(path: str | os.PathLike | None = None, device=None,
+                    sha256: str | None = CLASSIFIER_SHA256) -> FashionClassifier:
+    """The trained classifier, in eval mode, on ``device`` (default the CPU).
+
+    path:   a safetensors file; default the weights shipped in the package.
+    sha256: the hash the file must have; default the shipped file's. Pass None to
+            skip the check (for weights you trained yourself).
+    """
+    from safetensors import safe_open  # imported here: only the metric needs it
+
+    path = Path(WEIGHTS_PATH if path is None else path)
+    if not path.is_file():
+        raise FileNotFoundError(f"classifier weights not found at {path}; make them with "
+                                f"`python scripts/train_classifier.py`")
+    if sha256 is not None:
+        found = sha256_of(path)
+        if found != sha256.lower():
+            raise ValueError(
+                f"classifier weights at {path} do not match: expected SHA-256 {sha256}, found "
+                f"{found} ({path.stat().st_size} bytes). The file is damaged or not the shipped "
+                f"one; reinstall the package, or pass sha256=None for weights you trained yourself.")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            state = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as err:  # safetensors raises its own error types for a bad header
+        raise ValueError(f"cannot read classifier weights at {path}: {err}") from err
+    model = FashionClassifier(ch=int(meta.get("ch", 32)), feat_dim=int(meta.get("feat_dim", 128)))
+    # The file may hold fp16 weights; the model computes in fp32.
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    return model.to(device).eval()

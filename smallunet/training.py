@@ -1,0 +1,84 @@
+"""The training step of a denoiser, and smalldiffusion's plain training loop.
+
+Training a denoiser is regression: pick a clean image x0, a noise level sigma from
+the schedule and Gaussian noise eps, show the model x0 + sigma * eps, and ask it for
+eps (mean squared error). ``training_loop`` is that, as a generator that yields
+its state before each optimizer step so the caller can log, plot or keep an EMA.
+The fast trainer with EMA and checkpoints is in ``smallunet.trainer``.
+"""
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Iterable, Iterator
+
+import torch
+from torch import nn
+
+from ._checks import check_float, check_int, check_tensor
+from .device import model_device
+from .schedules import Schedule
+
+
+def generate_train_sample(x0, schedule: Schedule, conditional: bool = False, *, generator=None):
+    """A batch -> (x0, sigma, eps, cond).
+
+    ``x0`` is a tensor (B, ...) or, when ``conditional``, a pair (images, labels).
+    ``sigma`` is drawn uniformly from the schedule, shaped (B, 1, ..., 1) to
+    broadcast against x0; ``eps`` is standard normal noise shaped like x0.
+    """
+    if not isinstance(schedule, Schedule):
+        raise TypeError(f"schedule must be a Schedule, got {type(schedule).__name__}")
+    if conditional:
+        if not isinstance(x0, (tuple, list)) or len(x0) != 2:
+            raise ValueError(f"a conditional batch must be a pair (images, labels), got {type(x0).__name__}")
+        x0, cond = x0
+    else:
+        cond = None
+    check_tensor("x0", x0)
+    if generator is None:
+        sigma = schedule.sample_batch(x0)
+        eps = torch.randn_like(x0)
+    else:
+        sigma = schedule[torch.randint(len(schedule), (x0.shape[0],), generator=generator,
+                                       device=generator.device).cpu()].to(x0)
+        eps = torch.randn(x0.shape, generator=generator, device=generator.device, dtype=x0.dtype).to(x0.device)
+    sigma = sigma.reshape((-1,) + (1,) * (x0.dim() - 1))     # (B, 1, ..., 1)
+    return x0, sigma, eps, cond
+
+
+def _to(batch, device):
+    if isinstance(batch, (tuple, list)):
+        return type(batch)(b.to(device) for b in batch)
+    return batch.to(device)
+
+
+def training_loop(loader: Iterable,
+                  model: nn.Module,
+                  schedule: Schedule,
+                  epochs: int = 10000,
+                  lr: float = 1e-3,
+                  conditional: bool = False,
+                  optimizer: torch.optim.Optimizer | None = None) -> Iterator[SimpleNamespace]:
+    """smalldiffusion's training loop in plain PyTorch.
+
+    For each batch of ``loader`` (moved to the model's device) it computes the
+    loss and yields a namespace holding ``loss``, ``x0``, ``sigma``, ``eps``,
+    ``cond``, ``model``, ``optimizer`` and the ``epoch``, then steps AdamW.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    check_int("epochs", epochs, minimum=1)
+    check_float("lr", lr, low=0.0, low_open=True)
+    device = model_device(model)
+    optimizer = optimizer or torch.optim.AdamW(model.parameters(), lr=lr)
+    get_loss = type(model).get_loss
+    for epoch in range(epochs):
+        for batch in loader:
+            model.train()
+            optimizer.zero_grad()
+            x0, sigma, eps, cond = generate_train_sample(_to(batch, device), schedule, conditional)
+            loss = get_loss(model, x0, sigma, eps, cond=cond)
+            yield SimpleNamespace(loss=loss, x0=x0, sigma=sigma, eps=eps, cond=cond,
+                                  model=model, optimizer=optimizer, epoch=epoch)
+            loss.backward()
+            optimizer.step()

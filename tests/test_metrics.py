@@ -1,0 +1,124 @@
+"""The Fréchet distance against closed forms, the classifier's hash check and accuracy,
+and the FID-like score on real and noise images."""
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from smallunet.classifier import (CLASSIFIER_SHA256, WEIGHTS_PATH, FashionClassifier,
+                                  load_classifier, sha256_of)
+from smallunet.data import load_fashion_mnist
+from smallunet.metrics import feature_statistics, fid, frechet_distance
+
+
+def random_covariance(rng, d: int) -> np.ndarray:
+    a = rng.standard_normal((d, 2 * d))
+    return a @ a.T / (2 * d)
+
+
+def test_frechet_identical_is_zero():
+    rng = np.random.default_rng(0)
+    mu, sigma = rng.standard_normal(16), random_covariance(rng, 16)
+    assert abs(frechet_distance(mu, sigma, mu, sigma)) < 1e-8
+
+
+def test_frechet_diagonal_closed_form():
+    # For diagonal covariances the square root is elementwise:
+    # FD = |mu1 - mu2|^2 + sum_i (s1_i + s2_i - 2 sqrt(s1_i s2_i)).
+    rng = np.random.default_rng(1)
+    mu1, mu2 = rng.standard_normal(8), rng.standard_normal(8)
+    s1, s2 = rng.uniform(0.1, 3, 8), rng.uniform(0.1, 3, 8)
+    expected = np.sum((mu1 - mu2) ** 2) + np.sum(s1 + s2 - 2 * np.sqrt(s1 * s2))
+    got = frechet_distance(mu1, np.diag(s1), mu2, np.diag(s2))
+    assert got == pytest.approx(expected, rel=1e-9)
+    # Tensors are accepted, and the 1-d case is (mu1 - mu2)^2 + (sd1 - sd2)^2.
+    assert frechet_distance(torch.tensor([1.0]), torch.tensor([[4.0]]),
+                            torch.tensor([0.0]), torch.tensor([[1.0]])) == pytest.approx(2.0)
+
+
+def test_frechet_singular_covariance_is_finite():
+    # A feature that never fires has zero variance: the covariances are singular.
+    s1, s2 = np.diag([1.0, 2.0, 0.0]), np.diag([2.0, 1.0, 0.0])
+    expected = 3 + 3 - 2 * 2 * np.sqrt(2)
+    assert frechet_distance(np.zeros(3), s1, np.zeros(3), s2) == pytest.approx(expected, abs=1e-4)
+
+
+def test_frechet_shape_mismatch():
+    with pytest.raises(ValueError, match="mu1 \\(3,\\)"):
+        frechet_distance(np.zeros(3), np.eye(3), np.zeros(4), np.eye(4))
+
+
+def test_shipped_hash_matches_record():
+    record = json.loads(WEIGHTS_PATH.with_suffix(".json").read_text())
+    assert sha256_of(WEIGHTS_PATH) == CLASSIFIER_SHA256 == record["sha256"]
+    assert WEIGHTS_PATH.stat().st_size < 2_000_000
+
+
+def test_hash_check_catches_tampered_and_truncated(tmp_path):
+    good = tmp_path / "good.safetensors"
+    shutil.copy(WEIGHTS_PATH, good)
+    assert isinstance(load_classifier(good), FashionClassifier)
+
+    tampered = tmp_path / "tampered.safetensors"
+    raw = bytearray(good.read_bytes())
+    raw[-100] ^= 0xFF  # one weight changes, the file still parses
+    tampered.write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match=f"expected SHA-256 {CLASSIFIER_SHA256}, found"):
+        load_classifier(tampered)
+
+    truncated = tmp_path / "truncated.safetensors"
+    truncated.write_bytes(good.read_bytes()[: len(raw) // 2])
+    with pytest.raises(ValueError, match="do not match"):
+        load_classifier(truncated)
+    with pytest.raises(ValueError, match="cannot read"):  # without the hash, safetensors notices
+        load_classifier(truncated, sha256=None)
+
+
+@pytest.fixture(scope="module")
+def test_split():
+    try:
+        return load_fashion_mnist("test", download=False)
+    except FileNotFoundError as err:
+        pytest.skip(str(err))
+
+
+@pytest.fixture(scope="module")
+def classifier():
+    return load_classifier()
+
+
+def test_shipped_classifier_accuracy(test_split, classifier):
+    x, y = test_split
+    with torch.no_grad():
+        accuracy = (classifier(x[:2000]).argmax(1) == y[:2000]).float().mean().item()
+    assert accuracy >= 0.92
+
+
+def test_fid_real_small_noise_large(test_split, classifier):
+    x, _ = test_split
+    real_a, real_b = x[:500], x[500:1000]
+    noise = torch.rand(500, 1, 28, 28, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    ref = feature_statistics(real_b, classifier)
+    real_vs_real = fid(real_a, ref, classifier)
+    noise_vs_real = fid(noise, ref, classifier)
+    assert 0 < real_vs_real < 0.05 * noise_vs_real
+    assert fid(real_a, real_b, classifier) == pytest.approx(real_vs_real, rel=1e-6)
+
+
+def test_feature_statistics_keeps_mode_and_checks_input(test_split, classifier):
+    x, _ = test_split
+    classifier.train()
+    mu, sigma = feature_statistics(x[:10], classifier)
+    assert classifier.training  # restored after the eval-mode pass
+    classifier.eval()
+    assert mu.shape == (classifier.feat_dim,) and sigma.shape == (classifier.feat_dim,) * 2
+    with pytest.raises(ValueError, match="at least 2"):
+        feature_statistics(x[:1], classifier)
+    with pytest.raises(ValueError, match=r"\[-1, 1\]"):
+        feature_statistics((x[:10] + 1) * 127.5, classifier)
+    with pytest.raises(ValueError, match="1 channels"):
+        feature_statistics(x[:10].repeat(1, 3, 1, 1), classifier)
+    with pytest.raises(TypeError, match="reference"):
+        fid(x[:10], "test", classifier)
