@@ -61,8 +61,12 @@ def main() -> None:
     p.add_argument("--weight-decay", type=float, default=5e-4)
     p.add_argument("--max-shift", type=int, default=2, help="pixels; 0 turns shifts off")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads; use 1 when another job shares a 2-core machine (default: all)")
     p.add_argument("--out", type=Path, default=ROOT / "smallunet" / "weights" / "fashion_classifier.safetensors")
     args = p.parse_args()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)  # more threads than free cores makes every step slower
     start = time.time()
     torch.manual_seed(args.seed)  # the initial weights and dropout
     gen = torch.Generator().manual_seed(args.seed)  # shuffling and augmentation

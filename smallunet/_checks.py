@@ -28,8 +28,8 @@ def check_float(name: str, value, *, low: float | None = None, high: float | Non
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a number, got {value!r} ({type(value).__name__})")
     value = float(value)
-    lo = "(" if low_open else "["
-    hi = ")" if high_open else "]"
+    lo = "(" if low_open or low is None else "["
+    hi = ")" if high_open or high is None else "]"
     interval = f"{lo}{'-inf' if low is None else low}, {'inf' if high is None else high}{hi}"
     bad_low = low is not None and (value <= low if low_open else value < low)
     bad_high = high is not None and (value >= high if high_open else value > high)
@@ -41,6 +41,15 @@ def check_float(name: str, value, *, low: float | None = None, high: float | Non
 def check_tensor(name: str, value) -> torch.Tensor:
     if not isinstance(value, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+    return value
+
+
+def check_floating(name: str, value) -> torch.Tensor:
+    """``value`` must be a floating-point tensor (images and noise levels are real numbers)."""
+    check_tensor(name, value)
+    if not value.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got dtype {value.dtype} "
+                        f"(convert with .float())")
     return value
 
 
@@ -76,3 +85,17 @@ def check_sigma(sigma, batch: int) -> torch.Tensor:
         raise ValueError(f"sigma must hold 1 value or one per example ({batch}), got shape "
                          f"{tuple(sigma.shape)} with {sigma.numel()} values")
     return sigma
+
+
+def _autocast_on(device_type: str) -> bool:
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except TypeError:  # torch < 2.4 takes no device
+        return torch.is_autocast_enabled() or torch.is_autocast_cpu_enabled()
+
+
+def check_dtype(name: str, x: torch.Tensor, weight: torch.Tensor) -> None:
+    """``x`` must have the dtype of the weights it meets (autocast casts by itself)."""
+    if x.dtype != weight.dtype and not torch.compiler.is_compiling() and not _autocast_on(x.device.type):
+        raise TypeError(f"{name} has dtype {x.dtype} but the model's weights are {weight.dtype}; "
+                        f"pass {name}.to({weight.dtype})")

@@ -77,8 +77,9 @@ class AttnBlock(nn.Module):
     def forward(self, x: torch.Tensor, temb: torch.Tensor | None = None) -> torch.Tensor:
         """(B, ch, H, W) -> (B, ch, H, W); ``temb`` is ignored (it is there so that
         CondSequential can pass it to every block)."""
+        tokens = self.tokens(x)                               # (B, H*W, ch), checks x's shape
         H, W = x.shape[-2:]
-        h = self.attn(self.tokens(x))                         # (B, H*W, ch)
+        h = self.attn(tokens)                                 # (B, H*W, ch)
         h = rearrange(h, "b (h w) c -> b c h w", h=H, w=W)    # (B, ch, H, W)
         return x + self.proj_out(h)
 

@@ -84,7 +84,7 @@ class CondEmbedderLabel(nn.Module):
         if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) > self.null_cond):
             raise ValueError(f"labels must be in [0, {self.num_classes}] ({self.num_classes} is the "
                              f"null class), got values from {int(labels.min())} to {int(labels.max())}")
-        if self.training and self.dropout_prob > 0:
+        if self.training:  # drawn even when dropout_prob == 0: the same random stream as smalldiffusion
             drop = torch.rand(labels.shape[0], device=labels.device) < self.dropout_prob
             labels = torch.where(drop, self.null_cond, labels)
         return self.mlp(self.embeddings(labels))

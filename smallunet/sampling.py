@@ -16,7 +16,7 @@ from typing import Iterator
 import torch
 from torch import nn
 
-from ._checks import check_float, check_int, check_tensor
+from ._checks import check_float, check_floating, check_int, check_tensor
 from .device import model_device
 
 
@@ -29,14 +29,21 @@ def _check_sigmas(sigmas) -> torch.Tensor:
     if sigmas.dim() != 1 or len(sigmas) < 2:
         raise ValueError(f"sigmas must be 1-D with at least 2 values (N steps need N+1), "
                          f"got shape {tuple(sigmas.shape)}")
-    if not bool((sigmas[1:] < sigmas[:-1]).all()):
-        raise ValueError(f"sigmas must decrease strictly (largest noise first), got {sigmas.tolist()}")
-    if not bool((sigmas >= 0).all()):
-        raise ValueError(f"sigmas must be >= 0, got {sigmas.tolist()}")
+    if not sigmas.is_floating_point():
+        sigmas = sigmas.float()
+    # Equal neighbours are allowed: sample_sigmas(steps) ends with two copies of the
+    # smallest level when steps > 2N/3, a step of length zero.
+    rises = (sigmas[1:] > sigmas[:-1]).nonzero()
+    if len(rises):
+        i = int(rises[0])
+        raise ValueError(f"sigmas must decrease (largest noise first), got sigmas[{i}]="
+                         f"{float(sigmas[i]):.4g} < sigmas[{i + 1}]={float(sigmas[i + 1]):.4g}")
+    if not bool((sigmas[:-1] > 0).all()) or not bool(sigmas[-1] >= 0):
+        raise ValueError(f"sigmas must be > 0 (only the last may be 0: the model is never called "
+                         f"there), got {sigmas.tolist()}")
     return sigmas
 
 
-@torch.no_grad()
 def samples(model: nn.Module,
             sigmas: torch.Tensor,            # N+1 decreasing levels for N steps
             gam: float = 1.,                 # >= 1 suggested; 1 is no momentum
@@ -48,44 +55,70 @@ def samples(model: nn.Module,
             generator: torch.Generator | None = None) -> Iterator[torch.Tensor]:
     """Yield x_t after each of the ``len(sigmas) - 1`` steps; the last one is the sample.
 
-    The model runs in eval mode on its own device; the samples come out there too.
+    The model runs in eval mode on its own device; the samples come out there too,
+    in float32 (or xt's dtype) whatever the model's precision. The noise is drawn
+    on the CPU, from ``generator`` if given (a CPU generator) or the global one.
+    The arguments are checked when ``samples`` is called, before the first step.
     Usage: ``*xt, x0 = samples(model, schedule.sample_sigmas(20), gam=1.6, batchsize=64)``.
     """
+    # 0. Check everything now, not at the first next() of the generator.
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    for method in ("rand_input", "predict_eps_cfg"):
+        if not callable(getattr(model, method, None)):
+            raise TypeError(f"model must have a {method} method (a ModelMixin such as Unet), "
+                            f"{type(model).__name__} has none")
     sigmas = _check_sigmas(sigmas)
     gam = check_float("gam", gam)
     mu = check_float("mu", mu, low=0.0, high=1.0, high_open=True)
     cfg_scale = check_float("cfg_scale", cfg_scale)
     check_int("batchsize", batchsize, minimum=1)
-    model.eval()
+    if generator is not None and (not isinstance(generator, torch.Generator) or generator.device.type != "cpu"):
+        raise TypeError(f"generator must be a CPU torch.Generator (the noise is drawn on the CPU), "
+                        f"got {generator!r}")
     device = model_device(model)
-    dtype = next(model.parameters()).dtype if any(True for _ in model.parameters()) else torch.float32
-    if not dtype.is_floating_point or dtype in (torch.float16, torch.bfloat16):
-        dtype = torch.float32
-
-    def noise(n):
-        return model.rand_input(n, generator=generator).to(device=device, dtype=dtype)
+    params = list(model.parameters())
+    model_dtype = params[0].dtype if params else torch.float32   # the model's precision
 
     if xt is None:
-        xt = noise(batchsize) * sigmas[0].item()
+        dtype = torch.float32 if model_dtype in (torch.float16, torch.bfloat16) else model_dtype
     else:
-        check_tensor("xt", xt)
+        check_floating("xt", xt)
         expected = tuple(getattr(model, "input_dims", xt.shape[1:]))
         if xt.dim() != 1 + len(expected) or tuple(xt.shape[1:]) != expected:
             raise ValueError(f"xt must have shape (B, {', '.join(map(str, expected))}), got {tuple(xt.shape)}")
-        xt = xt.to(device)
+        xt, dtype = xt.to(device), xt.dtype
+    batch = batchsize if xt is None else xt.shape[0]
     if cond is not None:
         check_tensor("cond", cond)
-        if cond.shape[:1] != xt.shape[:1]:
-            raise ValueError(f"cond must have one label per sample ({xt.shape[0]},), got shape {tuple(cond.shape)}")
-        cond = cond.to(xt.device)
+        if cond.shape[:1] != (batch,):
+            raise ValueError(f"cond must have one label per sample ({batch},), got shape {tuple(cond.shape)}")
+        cond = cond.to(device)
     elif cfg_scale != 0:
         raise ValueError(f"cfg_scale={cfg_scale} needs labels: pass cond")
+    if cfg_scale != 0 and getattr(model, "cond_embed", None) is None:
+        raise ValueError(f"cfg_scale={cfg_scale} needs a conditional model (cond_embed is None)")
+    return _sample(model, sigmas, gam, mu, cfg_scale, batchsize, xt, cond, generator,
+                   device, dtype, model_dtype)
 
+
+@torch.no_grad()
+def _sample(model, sigmas, gam, mu, cfg_scale, batchsize, xt, cond, generator,
+            device, dtype, model_dtype) -> Iterator[torch.Tensor]:
+    """The loop of ``samples``, on checked arguments."""
+    model.eval()
+
+    def noise(n):   # drawn on the CPU (as smalldiffusion does) so a seed gives the same noise anywhere
+        z = model.rand_input(n) if generator is None else model.rand_input(n, generator=generator)
+        return z.to(device=device, dtype=dtype)
+
+    if xt is None:
+        xt = noise(batchsize) * sigmas[0].item()
     eps = None
     for i, (sig, sig_prev) in enumerate(pairwise(sigmas)):
-        eps_prev, eps = eps, model.predict_eps_cfg(xt, sig.to(xt), cond, cfg_scale)
+        # The model sees its own precision; the update is done in xt's.
+        eps_prev, eps = eps, model.predict_eps_cfg(xt.to(model_dtype), sig.to(device=device, dtype=model_dtype),
+                                                   cond, cfg_scale).to(dtype)
         eps_av = eps * gam + eps_prev * (1 - gam) if i > 0 else eps
         sig_p = (sig_prev / sig ** mu) ** (1 / (1 - mu))   # sig_prev = sig**mu * sig_p**(1-mu)
         eta = (sig_prev ** 2 - sig_p ** 2).sqrt()

@@ -12,16 +12,24 @@ import math
 import numpy as np
 import torch
 
-from ._checks import check_float, check_int, check_tensor
+from ._checks import check_float, check_floating, check_int
 
 
 class Schedule:
     """An increasing sequence of noise levels ``sigmas`` (N values)."""
 
     def __init__(self, sigmas: torch.Tensor):
-        check_tensor("sigmas", sigmas)
+        check_floating("sigmas", sigmas)
         if sigmas.dim() != 1 or len(sigmas) < 1:
             raise ValueError(f"sigmas must be a 1-D tensor with at least one value, got shape {tuple(sigmas.shape)}")
+        if not bool((sigmas > 0).all()):
+            raise ValueError(f"sigmas must be > 0 (log(sigma) feeds the embedding), "
+                             f"got min(sigmas)={float(sigmas.min()):.4g}")
+        drops = (sigmas[1:] < sigmas[:-1]).nonzero()
+        if len(drops):
+            i = int(drops[0])
+            raise ValueError(f"sigmas must increase (smallest noise first), got sigmas[{i}]="
+                             f"{float(sigmas[i]):.4g} > sigmas[{i + 1}]={float(sigmas[i + 1]):.4g}")
         self.sigmas = sigmas
 
     def __getitem__(self, i) -> torch.Tensor:
@@ -50,7 +58,7 @@ class Schedule:
     def sample_batch(self, x0: torch.Tensor) -> torch.Tensor:
         """One noise level per example of ``x0``, drawn uniformly from the schedule:
         (B, ...) -> (B,), on x0's device and dtype."""
-        check_tensor("x0", x0)
+        check_floating("x0", x0)
         if x0.dim() < 1 or x0.shape[0] < 1:
             raise ValueError(f"x0 must have a batch dimension of at least 1, got shape {tuple(x0.shape)}")
         idx = torch.randint(len(self), (x0.shape[0],))

@@ -14,7 +14,7 @@ from typing import Iterable, Iterator
 import torch
 from torch import nn
 
-from ._checks import check_float, check_int, check_tensor
+from ._checks import check_float, check_floating, check_int, check_tensor
 from .device import model_device
 from .schedules import Schedule
 
@@ -30,11 +30,22 @@ def generate_train_sample(x0, schedule: Schedule, conditional: bool = False, *, 
         raise TypeError(f"schedule must be a Schedule, got {type(schedule).__name__}")
     if conditional:
         if not isinstance(x0, (tuple, list)) or len(x0) != 2:
-            raise ValueError(f"a conditional batch must be a pair (images, labels), got {type(x0).__name__}")
+            what = f"a {type(x0).__name__} of {len(x0)} items" if isinstance(x0, (tuple, list)) \
+                else type(x0).__name__
+            raise ValueError(f"a conditional batch must be a pair (images, labels), got {what}")
         x0, cond = x0
+        check_tensor("labels", cond)
+        if cond.shape[:1] != x0.shape[:1]:
+            raise ValueError(f"labels must have one entry per image ({x0.shape[0]},), got shape {tuple(cond.shape)}")
     else:
         cond = None
-    check_tensor("x0", x0)
+        if isinstance(x0, (tuple, list)):
+            if len(x0) != 1:   # TensorDataset(images) gives 1-item lists; unwrap those
+                raise ValueError(f"an unconditional batch must be a tensor of images, got a "
+                                 f"{type(x0).__name__} of {len(x0)} items; for (images, labels) "
+                                 f"batches pass conditional=True")
+            x0 = x0[0]
+    check_floating("x0", x0)
     if generator is None:
         sigma = schedule.sample_batch(x0)
         eps = torch.randn_like(x0)
@@ -65,12 +76,27 @@ def training_loop(loader: Iterable,
     loss and yields a namespace holding ``loss``, ``x0``, ``sigma``, ``eps``,
     ``cond``, ``model``, ``optimizer`` and the ``epoch``, then steps AdamW.
     """
+    # Checked now, not at the first next() of the generator.
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    if not callable(getattr(type(model), "get_loss", None)):
+        raise TypeError(f"model must have a get_loss method (a ModelMixin such as Unet), "
+                        f"{type(model).__name__} has none")
+    if not isinstance(schedule, Schedule):
+        raise TypeError(f"schedule must be a Schedule, got {type(schedule).__name__}")
+    if isinstance(loader, torch.Tensor) or not hasattr(loader, "__iter__"):
+        raise TypeError(f"loader must be an iterable of batches such as a DataLoader, got {type(loader).__name__}")
     check_int("epochs", epochs, minimum=1)
     check_float("lr", lr, low=0.0, low_open=True)
-    device = model_device(model)
+    if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError(f"optimizer must be a torch.optim.Optimizer or None, got {type(optimizer).__name__}")
     optimizer = optimizer or torch.optim.AdamW(model.parameters(), lr=lr)
+    return _train(loader, model, schedule, epochs, conditional, optimizer)
+
+
+def _train(loader, model, schedule, epochs, conditional, optimizer) -> Iterator[SimpleNamespace]:
+    """The loop of ``training_loop``, on checked arguments."""
+    device = model_device(model)
     get_loss = type(model).get_loss
     for epoch in range(epochs):
         for batch in loader:

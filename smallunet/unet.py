@@ -8,7 +8,7 @@ from itertools import pairwise
 import torch
 from torch import nn
 
-from ._checks import check_float, check_groups, check_image, check_int, check_sigma
+from ._checks import check_dtype, check_float, check_floating, check_groups, check_image, check_int, check_sigma
 from .attention import AttnBlock
 from .embedding import SigmaEmbedderSinCos
 from .norm import Normalize
@@ -33,9 +33,29 @@ def _check_ch_mult(ch_mult) -> tuple[int, ...]:
     if len(ch_mult) == 0:
         raise ValueError("ch_mult must hold at least one multiplier (one per resolution), got ()")
     for m in ch_mult:
-        if isinstance(m, bool) or not isinstance(m, numbers.Integral) or m < 1:
+        if isinstance(m, bool) or not isinstance(m, numbers.Integral):
+            raise TypeError(f"ch_mult must hold ints, got {ch_mult!r} (bad entry {m!r}, "
+                            f"{type(m).__name__})")
+        if m < 1:
             raise ValueError(f"ch_mult must hold positive ints, got {ch_mult!r} (bad entry {m!r})")
     return tuple(int(m) for m in ch_mult)
+
+
+def _check_attn_resolutions(attn_resolutions, resolutions: list[int]) -> tuple[int, ...]:
+    if isinstance(attn_resolutions, numbers.Integral):
+        raise TypeError(f"attn_resolutions must be a tuple of ints such as ({attn_resolutions},), "
+                        f"got the int {attn_resolutions}")
+    if isinstance(attn_resolutions, (str, bytes)) or not hasattr(attn_resolutions, "__iter__"):
+        raise TypeError(f"attn_resolutions must be a tuple of ints such as (16,), got {attn_resolutions!r}")
+    attn_resolutions = tuple(attn_resolutions)
+    for r in attn_resolutions:
+        if isinstance(r, bool) or not isinstance(r, numbers.Integral):
+            raise TypeError(f"attn_resolutions must hold ints, got {attn_resolutions!r} "
+                            f"(bad entry {r!r}, {type(r).__name__})")
+        if r not in resolutions:
+            raise ValueError(f"attn_resolutions={attn_resolutions} holds {r}, which the model never "
+                             f"reaches: its resolutions are {tuple(resolutions)}")
+    return attn_resolutions
 
 
 class Unet(nn.Module, ModelMixin):
@@ -48,7 +68,7 @@ class Unet(nn.Module, ModelMixin):
         ch: channels of the first level (a multiple of 32).
         ch_mult: one multiplier of ``ch`` per resolution level, top to bottom.
         embed_ch_mult: the noise embedding has ``ch * embed_ch_mult`` channels.
-        num_res_blocks: ResnetBlocks per level on the way down (one more on the way up).
+        num_res_blocks: ResnetBlocks per level on the way down (one more on the way up), >= 1.
         attn_resolutions: resolutions (side lengths) at which an AttnBlock follows each
             ResnetBlock; each must be one the model reaches.
         dropout: dropout probability in the ResnetBlocks, in [0, 1).
@@ -82,7 +102,7 @@ class Unet(nn.Module, ModelMixin):
         for m in ch_mult:
             check_groups(f"ch * {m} (ch={ch}, ch_mult={ch_mult})", ch * m)
         check_int("embed_ch_mult", embed_ch_mult, minimum=1)
-        check_int("num_res_blocks", num_res_blocks, minimum=0)
+        check_int("num_res_blocks", num_res_blocks, minimum=1)  # with 0, no block widens ch to ch * m
         check_float("dropout", dropout, low=0.0, high=1.0, high_open=True)
         factor = 2 ** (len(ch_mult) - 1)
         if in_dim % factor != 0:
@@ -90,15 +110,8 @@ class Unet(nn.Module, ModelMixin):
                 f"in_dim={in_dim} must be divisible by {factor} = 2**(len(ch_mult)-1) with "
                 f"ch_mult={ch_mult}: each Downsample floors an odd size (7 -> 3) and the "
                 f"Upsample that mirrors it doubles (3 -> 6), so the skips would not fit")
-        if isinstance(attn_resolutions, numbers.Integral):
-            raise TypeError(f"attn_resolutions must be a tuple of ints such as ({attn_resolutions},), "
-                            f"got the int {attn_resolutions}")
-        attn_resolutions = tuple(attn_resolutions)
         resolutions = [in_dim // 2 ** i for i in range(len(ch_mult))]
-        for r in attn_resolutions:
-            if r not in resolutions:
-                raise ValueError(f"attn_resolutions={attn_resolutions} holds {r}, which the model never "
-                                 f"reaches: its resolutions are {tuple(resolutions)}")
+        attn_resolutions = _check_attn_resolutions(attn_resolutions, resolutions)
         for name, module in (("sig_embed", sig_embed), ("cond_embed", cond_embed)):
             if module is not None and not isinstance(module, nn.Module):
                 raise TypeError(f"{name} must be an nn.Module or None, got {type(module).__name__}")
@@ -176,6 +189,9 @@ class Unet(nn.Module, ModelMixin):
     def embed(self, x: torch.Tensor, sigma: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
         """The embedding every ResnetBlock receives: (B, temb_ch)."""
         check_sigma(sigma, x.shape[0])
+        if self.cond_embed is None and cond is not None:
+            raise ValueError("this Unet is unconditional (cond_embed is None) but got cond; pass "
+                             "cond=None, or build the Unet with cond_embed=CondEmbedderLabel(...)")
         emb = self.sig_embed(x.shape[0], sigma.reshape(-1) if sigma.numel() > 1 else sigma.reshape(()))
         if self.cond_embed is not None:
             if cond is None:
@@ -190,6 +206,8 @@ class Unet(nn.Module, ModelMixin):
     def forward(self, x: torch.Tensor, sigma: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         """(B, in_ch, in_dim, in_dim), sigma with 1 or B values -> (B, out_ch, in_dim, in_dim)"""
         check_image("x", x, channels=self.in_ch, size=self.in_dim)
+        check_floating("x", x)
+        check_dtype("x", x, self.conv_in.weight)
         # 1. Embeddings
         emb = self.embed(x, sigma, cond)                      # (B, temb_ch)
 

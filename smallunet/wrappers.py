@@ -21,12 +21,13 @@ def alpha(sigma: torch.Tensor) -> torch.Tensor:
 
 def _broadcastable(sigma: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """sigma with 1 or B values -> a shape that broadcasts against x (B, ...)."""
+    check_tensor("x", x)
+    if x.dim() < 1:
+        raise ValueError(f"x must have a batch dimension, got shape {tuple(x.shape)}")
     check_sigma(sigma, x.shape[0])
-    if sigma.dim() == 0 or sigma.dim() == x.dim():
-        return sigma
     if sigma.numel() == 1:
-        return sigma.reshape(())
-    return sigma.reshape((x.shape[0],) + (1,) * (x.dim() - 1))
+        return sigma.reshape(())                                   # one level for all
+    return sigma.reshape((x.shape[0],) + (1,) * (x.dim() - 1))     # (B,) -> (B, 1, ..., 1)
 
 
 class ModelMixin:
@@ -77,8 +78,8 @@ def Scaled(cls: type) -> type:
     scaling it back to about 1 keeps the first layers' inputs at the same size at
     every noise level (the variance-preserving x_t of DDPM)."""
     def forward(self, x, sigma, cond=None):
-        check_tensor("x", x)
-        return cls.forward(self, x * alpha(_broadcastable(sigma, x)).sqrt(), sigma, cond=cond)
+        scale = alpha(_broadcastable(sigma, x)).sqrt().to(x.dtype)   # a float64 sigma keeps x's dtype
+        return cls.forward(self, x * scale, sigma, cond=cond)
     return type(cls.__name__ + "Scaled", (cls,), dict(forward=forward))
 
 

@@ -1,0 +1,290 @@
+"""Throughput of smallunet against its baseline, smalldiffusion 0.5.0, measured in one run.
+
+Training (images per second):
+  ours        smallunet.trainer.Trainer: the data set as one tensor on the device, flips
+              by indexing, bf16 autocast where the hardware has it ("auto"), EMA inside
+              the step.
+  ours-fp32   the same Trainer with precision="fp32" (shows what bf16 alone buys).
+  baseline    smalldiffusion's ``training_loop`` fed as in its FashionMNIST example
+              (examples/fashion_mnist_unet.py): torchvision's FashionMNIST with
+              ``img_train_transform`` in a shuffling DataLoader, ``loss.item()`` each step
+              for the progress bar, and an EMA of decay 0.999 updated each step. The
+              example uses torch_ema; this script uses a stand-in with torch_ema's
+              update rule (see ``TorchEmaStandIn``) so that nothing more is installed.
+Same architecture (Scaled(Unet)(28, 1, 1, ch=64, ch_mult=(1, 1, 2), attn_resolutions=(14,)),
+4,424,833 parameters on both sides), same batch, same device, AdamW lr 7e-4.
+
+Sampling (20 steps, gam=1.6, mu=0, as in the example): ``smallunet.samples`` against
+``smalldiffusion.samples``, both on the same weights and the same starting noise (the
+final images are checked to agree), and ours under bf16 autocast as an extra row.
+
+The contenders are timed in turn within each repeat (the order rotates), so a change
+in background load hits every contender alike; the table gives medians and the ratio
+to the baseline measured in the same run.
+
+    python bench/train_throughput.py --batch-size 128 --threads 1
+    python bench/train_throughput.py --batch-size 1024 --steps 1 --repeats 3 --no-sampling
+    python bench/train_throughput.py --device cuda --batch-size 1024 --steps 20 --repeats 5
+"""
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+import smalldiffusion as sd
+import smallunet as su
+from smallunet.data import DEBIAN_DIR, load_fashion_mnist
+from smallunet.trainer import Trainer, TrainConfig, build_model, bf16_supported
+
+ARCH = dict(ch=64, ch_mult=(1, 1, 2), attn_resolutions=(14,))
+FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+         "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--batch-size", type=int, default=128, help="training batch (default 128)")
+    p.add_argument("--steps", type=int, default=2, help="optimizer steps per timed repeat (default 2)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed steps per contender first (default 2)")
+    p.add_argument("--repeats", type=int, default=5, help="timed repeats per contender (default 5)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: smallunet.default_device())")
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    p.add_argument("--no-fp32", action="store_true", help="skip the ours-fp32 contender")
+    p.add_argument("--compile", action="store_true", help="torch.compile our model (GPU)")
+    p.add_argument("--no-training", action="store_true")
+    p.add_argument("--no-sampling", action="store_true")
+    p.add_argument("--sample-batch", type=int, default=64)
+    p.add_argument("--sample-steps", type=int, default=20)
+    p.add_argument("--sample-repeats", type=int, default=3)
+    p.add_argument("--data", type=Path, default=DEBIAN_DIR,
+                   help="folder with the four FashionMNIST .gz files (default Debian's)")
+    p.add_argument("--json", type=Path, default=None, help="also write the results here")
+    return p.parse_args(argv)
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def machine(device: torch.device) -> dict:
+    cpu = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info = dict(cpu=cpu, cores=os.cpu_count(), threads=torch.get_num_threads(), torch=torch.__version__,
+                smalldiffusion=getattr(sd, "__version__", "0.5.0"), device=str(device),
+                bf16=bf16_supported(device), python=platform.python_version())
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    try:
+        info["loadavg_start"] = os.getloadavg()
+    except OSError:
+        pass
+    return info
+
+
+def torchvision_root(data: Path, tmp: Path) -> Path:
+    """torchvision's layout (root/FashionMNIST/raw/<name>, uncompressed) from the .gz files,
+    so that FashionMNIST(root, download=False) works offline."""
+    raw = tmp / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    for name in FILES:
+        src = data / f"{name}.gz"
+        if not src.is_file():
+            raise FileNotFoundError(f"{src} is missing; pass --data FOLDER holding the four FashionMNIST .gz files")
+        with gzip.open(src, "rb") as f, open(raw / name, "wb") as g:
+            shutil.copyfileobj(f, g)
+    return tmp
+
+
+class TorchEmaStandIn:
+    """torch_ema.ExponentialMovingAverage(params, decay) as the example uses it:
+    shadow copies, decay min(decay, (1 + n) / (10 + n)), one update per parameter."""
+
+    def __init__(self, parameters, decay: float):
+        self.params = [p for p in parameters if p.requires_grad]
+        self.shadow = [p.detach().clone() for p in self.params]
+        self.decay, self.num_updates = decay, 0
+
+    @torch.no_grad()
+    def update(self) -> None:
+        self.num_updates += 1
+        one_minus_decay = 1.0 - min(self.decay, (1 + self.num_updates) / (10 + self.num_updates))
+        for s, p in zip(self.shadow, self.params):
+            s.sub_((s - p).mul_(one_minus_decay))
+
+
+def ours_trainer(batch, device, data, precision, compile_):
+    cfg = TrainConfig(batch_size=batch, epochs=None, max_steps=10 ** 9, precision=precision,
+                      compile=compile_, save_every_minutes=1e9)
+    trainer = Trainer(cfg, data=data, device=device, progress=False)
+    gen = trainer.steps()
+
+    def run(k: int) -> int:
+        for _ in range(k):
+            s = next(gen)
+        float(s.loss)          # wait for the device
+        return k * batch
+    return run, trainer.precision
+
+
+def baseline_loop(batch, device, root):
+    from accelerate import Accelerator
+    from torch.utils.data import DataLoader
+    from torchvision.datasets import FashionMNIST
+
+    accelerator = Accelerator(cpu=device.type == "cpu")
+    dataset = sd.MappedDataset(FashionMNIST(str(root), train=True, download=False,
+                                            transform=sd.img_train_transform), lambda x: x[0])
+    loader = DataLoader(dataset, batch_size=batch, shuffle=True)
+    schedule = sd.ScheduleLogLinear(sigma_min=0.01, sigma_max=20, N=800)
+    torch.manual_seed(0)
+    model = sd.Scaled(sd.Unet)(28, 1, 1, **ARCH).to(accelerator.device)
+    ema = TorchEmaStandIn(model.parameters(), decay=0.999)
+    gen = sd.training_loop(loader, model, schedule, accelerator=accelerator, epochs=10 ** 6, lr=7e-4)
+
+    def run(k: int) -> int:
+        images = 0
+        for _ in range(k):
+            ns = next(gen)
+            ns.loss.item()          # the example's pbar.set_description(f'Loss={ns.loss.item():.5}')
+            ema.update()
+            images += ns.x0.shape[0]
+        return images
+    return run, "fp32"
+
+
+def timed(fn, k, device) -> tuple[float, int]:
+    sync(device)
+    t0 = time.perf_counter()
+    images = fn(k)
+    sync(device)
+    return time.perf_counter() - t0, images
+
+
+def interleaved(contenders: dict, k: int, warmup: int, repeats: int, device) -> dict:
+    """{name: [images/s per repeat]}, contenders timed in turn, order rotating."""
+    for name, fn in contenders.items():
+        if warmup:
+            timed(fn, warmup, device)
+        print(f"  warmed up {name}", file=sys.stderr, flush=True)
+    rates = {name: [] for name in contenders}
+    names = list(contenders)
+    for r in range(repeats):
+        order = names[r % len(names):] + names[:r % len(names)]
+        for name in order:
+            seconds, images = timed(contenders[name], k, device)
+            rates[name].append(images / seconds)
+        print(f"  repeat {r + 1}/{repeats}: " + ", ".join(f"{n} {rates[n][-1]:.1f}" for n in names),
+              file=sys.stderr, flush=True)
+    return rates
+
+
+def table(rates: dict, baseline: str, unit: str, notes: dict) -> str:
+    base = statistics.median(rates[baseline])
+    lines = [f"| contender | median {unit} | min | max | repeats | vs {baseline} |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for name, r in rates.items():
+        m = statistics.median(r)
+        lines.append(f"| {name} {notes.get(name, '')} | {m:.1f} | {min(r):.1f} | {max(r):.1f} | {len(r)} | {m / base:.2f}x |")
+    return "\n".join(lines)
+
+
+def bench_training(args, device) -> tuple[dict, str]:
+    data, _ = load_fashion_mnist("train", root=args.data)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = torchvision_root(args.data, Path(tmp))
+        contenders, notes = {}, {}
+        run, prec = ours_trainer(args.batch_size, device, data, "auto", args.compile)
+        contenders["ours"], notes["ours"] = run, f"({prec})"
+        if not args.no_fp32 and prec != "fp32":
+            contenders["ours-fp32"], notes["ours-fp32"] = ours_trainer(args.batch_size, device, data, "fp32", args.compile)[0], "(fp32)"
+        contenders["baseline"], notes["baseline"] = baseline_loop(args.batch_size, device, root)[0], "(fp32)"
+        rates = interleaved(contenders, args.steps, args.warmup, args.repeats, device)
+    return rates, table(rates, "baseline", "images/s", notes)
+
+
+def bench_sampling(args, device) -> tuple[dict, str]:
+    from accelerate import Accelerator
+    torch.manual_seed(0)
+    ours = build_model(TrainConfig()).to(device).eval()
+    theirs = sd.Scaled(sd.Unet)(28, 1, 1, **ARCH).to(device).eval()
+    theirs.load_state_dict(ours.state_dict())
+    accelerator = Accelerator(cpu=device.type == "cpu")
+    sigmas = su.ScheduleLogLinear(N=800, sigma_min=0.01, sigma_max=20).sample_sigmas(args.sample_steps).to(device)
+    x_start = torch.randn(args.sample_batch, 1, 28, 28, generator=torch.Generator().manual_seed(0)).to(device) * sigmas[0]
+    last = {}
+
+    def make(name):
+        def run(k, sigmas=sigmas):
+            for _ in range(k):
+                if name == "smalldiffusion":
+                    *_, x0 = sd.samples(theirs, sigmas, gam=1.6, mu=0., batchsize=args.sample_batch,
+                                        xt=x_start.clone(), accelerator=accelerator)
+                else:
+                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=name == "ours-bf16"):
+                        *_, x0 = su.samples(ours, sigmas, gam=1.6, mu=0., batchsize=args.sample_batch,
+                                            xt=x_start.clone())
+                last[name] = x0
+            return k * args.sample_batch
+        return run
+
+    names = ["ours", "smalldiffusion"] + (["ours-bf16"] if bf16_supported(device) else [])
+    contenders = {n: make(n) for n in names}
+    for fn in contenders.values():       # warm-up: a 2-step sampling each
+        fn(1, sigmas=sigmas[-3:])
+    rates = interleaved(contenders, 1, 0, args.sample_repeats, device)
+    diff = (last["ours"] - last["smalldiffusion"]).abs().max().item()
+    notes = {n: "(fp32)" for n in ("ours", "smalldiffusion")}
+    notes["ours-bf16"] = "(bf16 autocast)"
+    text = table(rates, "smalldiffusion", "images/s", notes)
+    text += f"\n\nmax |ours - smalldiffusion| over the final images (fp32, same start, deterministic): {diff:.2e}"
+    return rates, text
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device) if args.device else su.default_device()
+    info = machine(device)
+    print("command: python " + " ".join([sys.argv[0]] + sys.argv[1:]))
+    print("machine: " + json.dumps(info))
+    out = dict(machine=info, args={k: str(v) for k, v in vars(args).items()})
+    if not args.no_training:
+        rates, text = bench_training(args, device)
+        out["training"] = rates
+        print(f"\n### Training, batch {args.batch_size}, {args.steps} steps per repeat, "
+              f"{args.warmup} warm-up steps\n\n{text}")
+    if not args.no_sampling:
+        rates, text = bench_sampling(args, device)
+        out["sampling"] = rates
+        print(f"\n### Sampling, batch {args.sample_batch}, {args.sample_steps} steps (gam=1.6, mu=0)\n\n{text}")
+    try:
+        info["loadavg_end"] = os.getloadavg()
+        print(f"\nload average at the end: {info['loadavg_end']}")
+    except OSError:
+        pass
+    if args.json:
+        args.json.write_text(json.dumps(out, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

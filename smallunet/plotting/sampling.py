@@ -1,0 +1,162 @@
+"""Figures for the chapter Sampling, and the small computations behind them: a
+denoising trajectory with the predicted x0 at every step, rows of samples per
+sampler, and FID against the number of steps (used by the chapter and by
+``scripts/fid_table.py``, so both compute it the same way).
+
+Every plotting function returns a matplotlib Figure and never calls ``plt.show()``.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Mapping, Sequence
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..device import model_device
+from ..sampling import samples
+from .common import new_figure, show_image
+
+__all__ = ["SAMPLERS", "precision_context", "trajectory", "generate", "fid_vs_steps",
+           "plot_trajectory", "plot_sampler_rows", "plot_fid_vs_steps", "fid_markdown"]
+
+SAMPLERS = {                      # name -> (gam, mu), as in smalldiffusion
+    "DDPM": (1.0, 0.5),
+    "DDIM": (1.0, 0.0),
+    "accelerated": (2.0, 0.0),
+}
+
+
+def precision_context(device: torch.device, bf16: bool):
+    """bf16 autocast on ``device`` when ``bf16``, else nothing (the model runs in fp32)."""
+    if bf16:
+        return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+@torch.no_grad()
+def trajectory(model: nn.Module, sigmas: torch.Tensor, gam: float = 1.0, mu: float = 0.0,
+               batchsize: int = 4, generator: torch.Generator | None = None):
+    """Run ``samples`` and also ask the model, at every step, for its current guess of
+    the clean image: x0_hat = xt - sigma * eps(xt, sigma).
+
+    Returns (xts, x0_hats): lists of (B, C, H, W) CPU tensors; xts[0] is the starting
+    noise and xts[i] the state after step i (len(sigmas) entries); x0_hats[i] is the
+    guess made from xts[i] at sigmas[i] (len(sigmas) - 1 entries)."""
+    device = model_device(model)
+    xt = model.rand_input(batchsize, generator=generator).to(device) * sigmas[0].item()
+    xts, x0_hats = [xt.cpu()], []
+    for i, x in enumerate(samples(model, sigmas, gam=gam, mu=mu, xt=xt.clone(), generator=generator)):
+        sig = sigmas[i].to(device)
+        x0_hats.append((xts[-1].to(device) - sig * model.predict_eps(xts[-1].to(device), sig)).cpu())
+        xts.append(x.cpu())
+    return xts, x0_hats
+
+
+@torch.no_grad()
+def generate(model: nn.Module, sigmas: torch.Tensor, n: int, gam: float, mu: float, *,
+             batch: int = 256, seed: int = 0, bf16: bool = False, progress: bool = False) -> torch.Tensor:
+    """``n`` samples (n, C, H, W) on the CPU, in batches of ``batch``; the starting
+    noise of sample k depends only on (seed, batch, k), so samplers compared with the
+    same seed start from the same noise."""
+    device = model_device(model)
+    out = []
+    starts = range(0, n, batch)
+    for b, start in enumerate(tqdm(starts, desc=f"gam={gam}, mu={mu}, {len(sigmas) - 1} steps",
+                                   disable=not progress, leave=False)):
+        g = torch.Generator().manual_seed(seed * 1_000_003 + b)
+        m = min(batch, n - start)
+        with precision_context(device, bf16):
+            *_, x0 = samples(model, sigmas, gam=gam, mu=mu, batchsize=m, generator=g)
+        out.append(x0.float().cpu())
+    return torch.cat(out)
+
+
+def fid_vs_steps(model: nn.Module, schedule, reference_stats, steps: Sequence[int], n: int,
+                 samplers: Mapping[str, tuple[float, float]] = SAMPLERS, *, batch: int = 256,
+                 seed: int = 0, bf16: bool = False, progress: bool = True) -> dict[str, dict[int, float]]:
+    """FID-like score of ``n`` samples for every sampler and number of steps.
+
+    reference_stats: (mu, sigma) from ``smallunet.metrics.feature_statistics`` of real images.
+    Returns {sampler: {steps: fid}}. Samples are clamped to [-1, 1] before scoring."""
+    from ..metrics import fid
+    results: dict[str, dict[int, float]] = {}
+    jobs = [(name, k) for name in samplers for k in steps]
+    for name, k in tqdm(jobs, desc="FID vs steps", disable=not progress):
+        gam, mu = samplers[name]
+        x = generate(model, schedule.sample_sigmas(k), n, gam, mu, batch=batch, seed=seed, bf16=bf16)
+        results.setdefault(name, {})[k] = fid(x.clamp(-1, 1), reference_stats)
+    return results
+
+
+def fid_markdown(results: Mapping[str, Mapping[int, float]], floor: float | None = None) -> str:
+    """A markdown table: one row per sampler, one column per number of steps."""
+    steps = sorted({k for r in results.values() for k in r})
+    lines = ["| sampler (gam, mu) | " + " | ".join(f"{k} steps" for k in steps) + " |",
+             "|---|" + "---:|" * len(steps)]
+    for name, r in results.items():
+        gm = SAMPLERS.get(name)
+        label = f"{name} {gm}" if gm else name
+        lines.append(f"| {label} | " + " | ".join(f"{r[k]:.2f}" if k in r else "" for k in steps) + " |")
+    if floor is not None:
+        lines.append(f"| real vs real (floor) | " + " | ".join(f"{floor:.2f}" for _ in steps) + " |")
+    return "\n".join(lines)
+
+
+def plot_trajectory(xts, x0_hats, sigmas, show: Sequence[int] | None = None) -> Figure:
+    """For each sample (a pair of rows): xt before steps ``show`` (top) and the model's
+    guess of x0 made from it (bottom), plus the final sample in the last column."""
+    n_steps = len(x0_hats)
+    show = list(show) if show is not None else sorted({int(round(v)) for v in np.linspace(0, n_steps - 1, 6)})
+    b = xts[0].shape[0]
+    ncols = len(show) + 1
+    fig, axes = new_figure(2 * b, ncols, size=(1.05, 1.1))
+    for s in range(b):
+        for j, i in enumerate(show):
+            show_image(axes[2 * s, j], xts[i][s].clamp(-1, 1),
+                       title=f"σ={float(sigmas[i]):.2g}" if s == 0 else None)
+            show_image(axes[2 * s + 1, j], x0_hats[i][s].clamp(-1, 1))
+        show_image(axes[2 * s, -1], xts[-1][s].clamp(-1, 1), title="final" if s == 0 else None)
+        axes[2 * s + 1, -1].axis("off")
+        axes[2 * s, 0].set_ylabel("xt", fontsize=8)
+        axes[2 * s + 1, 0].set_ylabel("x0 guess", fontsize=8)
+    return fig
+
+
+def plot_sampler_rows(rows: Mapping[str, torch.Tensor], size: float = 1.0) -> Figure:
+    """One row of images per entry of ``rows`` ({label: (B, 1, H, W)}), label at the left."""
+    b = max(len(v) for v in rows.values())
+    fig, axes = new_figure(len(rows), b, size=(size, size))
+    for r, (label, images) in enumerate(rows.items()):
+        for j in range(b):
+            if j < len(images):
+                show_image(axes[r, j], images[j].clamp(-1, 1))
+            else:
+                axes[r, j].axis("off")
+        axes[r, 0].set_ylabel(label, fontsize=8, rotation=0, ha="right", va="center")
+    return fig
+
+
+def plot_fid_vs_steps(results: Mapping[str, Mapping[int, float]], floor: float | None = None,
+                      n: int | None = None) -> Figure:
+    """FID against the number of sampling steps, one line per sampler, and the
+    real-versus-real floor at the same sample count as a dashed line."""
+    fig, axes = new_figure(1, 1, size=(5.5, 3.4))
+    ax = axes[0, 0]
+    for name, r in results.items():
+        ks = sorted(r)
+        ax.plot(ks, [r[k] for k in ks], marker="o", label=name)
+    if floor is not None:
+        ax.axhline(floor, color="k", ls="--", lw=1, label="real vs real (floor)")
+    ax.set(xscale="log", yscale="log", xlabel="sampling steps", ylabel="FID (our classifier's features)")
+    ks = sorted({k for r in results.values() for k in r})
+    ax.set_xticks(ks, [str(k) for k in ks])
+    ax.minorticks_off()
+    ax.grid(True, alpha=0.3)
+    if n is not None:
+        ax.set_title(f"{n} samples per point", fontsize=10)
+    ax.legend(fontsize=8)
+    return fig

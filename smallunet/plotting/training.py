@@ -1,0 +1,121 @@
+"""Figures for the chapter Training: noise levels, what Scaled does to the input's
+size, the noise schedule, the EMA's warm-up, the loss curve and side-by-side samples.
+
+Every function returns a matplotlib Figure and never calls ``plt.show()``.
+"""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+
+from .common import new_figure, show_image
+
+__all__ = ["noise_levels", "std_vs_sigma", "sigma_distribution", "ema_weights", "loss_curve",
+           "samples_side_by_side"]
+
+
+def noise_levels(x0: torch.Tensor, sigmas: Sequence[float], eps: torch.Tensor | None = None) -> Figure:
+    """One image x0 (1, H, W) at several noise levels: x0 + sigma * eps (top row, drawn
+    on the fixed range [-1, 1], so large values saturate) and the same divided by
+    sqrt(1 + sigma^2), as Scaled feeds it to the network (bottom row)."""
+    eps = torch.randn_like(x0) if eps is None else eps
+    fig, axes = new_figure(2, len(sigmas), size=(1.45, 1.6))
+    for j, s in enumerate(sigmas):
+        xt = x0 + s * eps
+        show_image(axes[0, j], xt, title=f"σ={s:g}\nstd {xt.std():.2f}")
+        scaled = xt / (1 + s ** 2) ** 0.5
+        show_image(axes[1, j], scaled, title=f"std {scaled.std():.2f}")
+    axes[0, 0].set_ylabel("x0 + σ·eps", fontsize=9)
+    axes[1, 0].set_ylabel("Scaled input", fontsize=9)
+    return fig
+
+
+def std_vs_sigma(sigmas, std_raw, std_scaled, std_x0: float) -> Figure:
+    """Measured standard deviation of x0 + sigma * eps before and after Scaled's
+    factor, against sigma (log-log), with the prediction sqrt(std_x0^2 + sigma^2)."""
+    sigmas, std_raw, std_scaled = (np.asarray(a, dtype=float) for a in (sigmas, std_raw, std_scaled))
+    fig, axes = new_figure(1, 1, size=(5.5, 3.4))
+    ax = axes[0, 0]
+    grid = np.logspace(np.log10(sigmas.min()), np.log10(sigmas.max()), 200)
+    ax.plot(grid, np.sqrt(std_x0 ** 2 + grid ** 2), color="0.6", lw=3, label="√(std(x0)² + σ²)")
+    ax.plot(sigmas, std_raw, "o", color="C0", label="std of x0 + σ·eps (measured)")
+    ax.plot(sigmas, std_scaled, "s", color="C1", label="after Scaled: ÷ √(1 + σ²)")
+    ax.set(xscale="log", yscale="log", xlabel="σ", ylabel="standard deviation")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def sigma_distribution(drawn: Mapping[str, torch.Tensor], bins: int = 40) -> Figure:
+    """Histograms of log10(sigma) for noise levels drawn during training, one per schedule."""
+    fig, axes = new_figure(1, 1, size=(5.5, 3.0))
+    ax = axes[0, 0]
+    all_logs = np.concatenate([np.log10(np.asarray(v, dtype=float)) for v in drawn.values()])
+    edges = np.linspace(all_logs.min(), all_logs.max(), bins + 1)
+    for name, values in drawn.items():
+        ax.hist(np.log10(np.asarray(values, dtype=float)), bins=edges, alpha=0.55, label=name)
+    ax.axvline(0, color="k", lw=0.8, ls="--")
+    ax.text(0.02, 0.97, "σ = 1: noise as large as the image", transform=ax.get_xaxis_transform(),
+            fontsize=8, va="top")
+    ax.set(xlabel="log10 σ", ylabel="draws")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def ema_weights(steps, decay_warm, weight_fixed, weight_warm, decay: float) -> Figure:
+    """Left: the EMA decay used at each update, with and without warm-up. Right: the
+    weight that the initial (random) weights still have in the average."""
+    steps = np.asarray(steps)
+    fig, axes = new_figure(1, 2, size=(4.2, 3.0))
+    ax = axes[0, 0]
+    ax.plot(steps, np.full(len(steps), decay), label=f"fixed {decay}")
+    ax.plot(steps, decay_warm, label="with warm-up")
+    ax.set(xscale="log", xlabel="update n", ylabel="decay d(n)", title="decay")
+    ax.legend(fontsize=8)
+    ax = axes[0, 1]
+    ax.plot(steps, weight_fixed, label=f"fixed {decay}")
+    ax.plot(steps, np.maximum(weight_warm, 1e-300), label="with warm-up")
+    ax.set(yscale="log", ylim=(1e-6, 1.5), xlabel="update n", ylabel="weight of the initial weights",
+           title="what is left of the random init")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def loss_curve(history: Sequence[tuple[int, float]], title: str | None = None) -> Figure:
+    """The training loss [(step, mean loss over the last log_every steps)] against step."""
+    if len(history) == 0:
+        raise ValueError("history is empty: the run was shorter than log_every steps")
+    steps, losses = zip(*history)
+    fig, axes = new_figure(1, 1, size=(5.5, 3.0))
+    ax = axes[0, 0]
+    ax.plot(steps, losses, marker="o", ms=3)
+    ax.set(xlabel="step", ylabel="MSE loss (eps prediction)", yscale="log")
+    ax.grid(True, which="both", alpha=0.3)
+    if title:
+        ax.set_title(title, fontsize=10)
+    return fig
+
+
+def samples_side_by_side(panels: Mapping[str, torch.Tensor], ncols: int = 4, size: float = 1.1) -> Figure:
+    """Image grids next to each other, one per entry of ``panels`` ({title: (B, 1, H, W)})."""
+    n = len(panels)
+    counts = {len(v) for v in panels.values()}
+    if len(counts) != 1:
+        raise ValueError(f"every panel needs the same number of images, got {sorted(counts)}")
+    b = counts.pop()
+    nrows = -(-b // ncols)
+    fig = new_figure(1, 1, size=(size * ncols * n + 0.3 * (n - 1), size * nrows + 0.4))[0]
+    fig.clf()
+    subfigs = fig.subfigures(1, n, wspace=0.04)
+    for sub, (title, images) in zip(np.atleast_1d(subfigs), panels.items()):
+        axes = sub.subplots(nrows, ncols, squeeze=False)
+        for i, ax in enumerate(axes.flat):
+            if i < b:
+                show_image(ax, images[i])
+            else:
+                ax.axis("off")
+        sub.suptitle(title, fontsize=10)
+    return fig

@@ -1,0 +1,138 @@
+"""The fast trainer: exact resume, EMA with warmup, budgets, checkpoints, export."""
+import json
+
+import pytest
+import torch
+
+from smallunet.checkpoint import load_checked, read_metadata, sha256_of
+from smallunet.pretrained import load_pretrained
+from smallunet.trainer import Trainer, TrainConfig, ema_multi_avg_fn
+
+TINY = dict(in_dim=8, ch=32, ch_mult=(1, 2), attn_resolutions=(4,), N=50, batch_size=8, epochs=None)
+
+
+def data(n=64, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(n, 1, 8, 8, generator=g) * 2 - 1
+
+
+def trainer(tmp_path=None, name="ck.safetensors", data_=None, **kw):
+    cfg = TrainConfig(**{**TINY, **kw})
+    ck = None if tmp_path is None else tmp_path / name
+    return Trainer(cfg, data=data() if data_ is None else data_, device="cpu", checkpoint=ck, progress=False)
+
+
+def state(t):
+    return {**{f"m.{k}": v for k, v in t.model.state_dict().items()},
+            **{f"e.{k}": v for k, v in t.ema.state_dict().items()}}
+
+
+def test_resumed_run_equals_uninterrupted_run(tmp_path):
+    straight = trainer(max_steps=12)
+    straight.run()
+    first = trainer(tmp_path, max_steps=5)       # stops after 5 steps, mid-epoch (8 steps per epoch)
+    first.run()
+    resumed = trainer(tmp_path, max_steps=12)    # same checkpoint: picks up at step 5
+    assert resumed.step == 5
+    resumed.run()
+    assert resumed.step == straight.step == 12
+    a, b = state(straight), state(resumed)
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
+    assert [s for s, _ in resumed.history] == [s for s, _ in straight.history]
+
+
+def test_training_lowers_the_loss():
+    t = trainer(max_steps=1, lr=2e-3, dropout=0.0)
+    x0 = data(8)
+    torch.manual_seed(0)
+    g_state = t.generator.get_state()
+    before = float(t.train_step(x0))
+    for _ in range(30):
+        t.generator.set_state(g_state)           # the same sigma and noise every time
+        after = float(t.train_step(x0))
+    assert after < 0.7 * before, (before, after)
+
+
+def test_ema_warmup_follows_the_formula():
+    decay, warm = 0.999, ema_multi_avg_fn(0.999, True)
+    ema, p = [torch.zeros(3)], [torch.ones(3)]
+    for n in range(1, 6):
+        old = ema[0].clone()
+        warm(ema, p, torch.tensor(n))
+        d = min(decay, (1 + n) / (10 + n))
+        torch.testing.assert_close(ema[0], d * old + (1 - d) * p[0])
+    fixed = ema_multi_avg_fn(decay, False)
+    ema = [torch.zeros(3)]
+    fixed(ema, p, torch.tensor(1))
+    torch.testing.assert_close(ema[0], torch.full((3,), 1 - decay))
+
+
+def test_first_ema_update_copies_the_model():
+    t = trainer(max_steps=1)
+    t.run()
+    ema = t.ema.module.state_dict()
+    # after one update the EMA holds the weights of step 1 exactly (n_averaged was 0)
+    assert int(t.ema.n_averaged) == 1
+    for k, v in t.model.state_dict().items():
+        torch.testing.assert_close(ema[k], v)
+
+
+def test_budget_in_epochs_and_steps():
+    t = trainer(epochs=2)               # 64 images, batch 8 -> 8 steps per epoch
+    t.run()
+    assert t.step == 16
+    t = trainer(epochs=0.5)
+    t.run()
+    assert t.step == 4
+
+
+def test_checkpoint_is_safetensors_with_config(tmp_path):
+    t = trainer(tmp_path, max_steps=3)
+    t.run()
+    meta = read_metadata(tmp_path / "ck.safetensors")
+    assert meta["step"] == "3"
+    assert json.loads(meta["config"])["batch_size"] == 8
+    tensors, _ = load_checked(tmp_path / "ck.safetensors")
+    assert any(k.startswith("optim.") for k in tensors) and any(k.startswith("ema.") for k in tensors)
+    assert not list(tmp_path.glob("*.tmp"))     # the atomic write left no temporary file
+
+
+def test_exported_weights_load_as_pretrained(tmp_path):
+    t = trainer(max_steps=2)
+    t.run()
+    path = tmp_path / "w.safetensors"
+    t.export_weights(path, dtype=torch.float32)
+    model = load_pretrained(path, sha256=sha256_of(path))
+    assert not model.training
+    x, sigma = torch.randn(2, 1, 8, 8), torch.tensor(1.0)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x, sigma), t.ema_model()(x, sigma))
+    # a fresh trainer can continue from the exported weights (fresh optimizer)
+    cfg = TrainConfig(**{**TINY, "max_steps": 3})
+    cont = Trainer(cfg, data=data(), device="cpu", init_weights=path, progress=False)
+    assert cont.step == 2
+    cont.run()
+    assert cont.step == 3
+
+
+@pytest.mark.parametrize("bad, match", [
+    (dict(batch_size=0), "batch_size must be >= 1"),
+    (dict(lr=-1.0), "lr must be in"),
+    (dict(precision="fp8"), "precision must be 'auto', 'bf16' or 'fp32', got 'fp8'"),
+    (dict(epochs=None, max_steps=None), "give a budget"),
+    (dict(ema_decay=1.0), "ema_decay must be in"),
+])
+def test_bad_config(bad, match):
+    with pytest.raises(ValueError, match=match):
+        TrainConfig(**{**TINY, "max_steps": 1, **bad})
+
+
+def test_bad_data():
+    with pytest.raises(ValueError, match=r"data must have shape \(N, 1, 8, 8\), got \(64, 1, 9, 9\)"):
+        trainer(data_=torch.zeros(64, 1, 9, 9), max_steps=1)
+    with pytest.raises(ValueError, match="batch_size=8 is larger than the data set"):
+        trainer(data_=data(4), max_steps=1)
+    with pytest.raises(TypeError, match="cfg must be a TrainConfig"):
+        Trainer({"batch_size": 8}, data=data())
