@@ -2,7 +2,7 @@
 
     python scripts/check_html.py _build/html
 
-Walks every .html file under the folder and reports, as ``page: problem``:
+Walks every page (.html file outside _static/ and _sources/) and reports, as ``page: problem``:
 - an ``<img src>``, ``<source src>``, ``<script src>``, ``<link href>`` or
   ``<a href>`` that points to a local file which does not exist;
 - a link to ``#anchor`` (on the same page or on another local page) whose target
@@ -21,6 +21,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 EXTERNAL_SCHEMES = ("http", "https", "mailto", "ftp", "tel", "javascript", "data")
+SKIPPED_DIRS = ("_static", "_sources")   # theme templates and copied sources, not pages
 CHECKED = {("img", "src"), ("source", "src"), ("script", "src"), ("link", "href"), ("a", "href")}
 IMAGE_TAGS = ("img", "svg", "object", "video", "picture")
 
@@ -58,6 +59,12 @@ class PageParser(HTMLParser):
                 self.problems.append("<figure> without an image in it")
 
 
+def html_pages(root: Path) -> list[Path]:
+    """Every built page: the .html files outside the theme's _static and _sources folders."""
+    return sorted(p for p in root.rglob("*.html")
+                  if not set(p.relative_to(root).parts[:-1]) & set(SKIPPED_DIRS))
+
+
 def parse(path: Path) -> PageParser:
     parser = PageParser()
     parser.feed(path.read_text(encoding="utf-8", errors="replace"))
@@ -67,7 +74,7 @@ def parse(path: Path) -> PageParser:
 
 def check(root: Path) -> list[str]:
     root = root.resolve()
-    pages = sorted(root.rglob("*.html"))
+    pages = html_pages(root)
     parsed = {p: parse(p) for p in pages}
     problems = []
     for page, info in parsed.items():
@@ -107,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.folder.is_dir():
         print(f"{args.folder} is not a folder (build the book first: jupyter-book build .)", file=sys.stderr)
         return 2
-    pages = list(args.folder.rglob("*.html"))
+    pages = html_pages(args.folder.resolve())
     problems = check(args.folder)
     for line in problems:
         print(line)

@@ -1,0 +1,209 @@
+"""Figures for the chapter The sigma embedding."""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+import torch
+from matplotlib import cm, colors
+from matplotlib.figure import Figure
+
+from ..embedding import get_sigma_embeds
+from ..wrappers import alpha
+from .common import figure, show_image
+
+__all__ = ["plot_sigma_scales", "plot_sincos", "plot_sincos_arcs", "plot_embedding",
+           "plot_sigma_strip", "sigma_explorer"]
+
+SIGMA_MIN, SIGMA_MAX = 0.01, 20.0
+_NORM = colors.LogNorm(SIGMA_MIN, SIGMA_MAX)
+_CMAP = "viridis"
+
+
+def _numpy(x) -> np.ndarray:
+    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+
+
+def plot_sigma_scales(sigmas) -> Figure:
+    """The schedule's noise levels on a linear axis and on a log axis; those below 1
+    are highlighted (their share of the schedule is printed on each axis)."""
+    s = _numpy(sigmas)
+    below = s < 1
+    fig = figure(9, 3.0)
+    axes = fig.subplots(2, 1)
+    for ax, scale in zip(axes, ("linear", "log")):
+        ax.scatter(s[~below], np.zeros((~below).sum()), marker="|", s=250, color="0.55", lw=0.6)
+        ax.scatter(s[below], np.zeros(below.sum()), marker="|", s=250, color="tab:red", lw=0.6)
+        ax.set_xscale(scale)
+        ax.set_yticks([])
+        ax.set_xlim(SIGMA_MIN * 0.8 if scale == "log" else -0.3, SIGMA_MAX * 1.25 if scale == "log" else 20.5)
+        for side in ("left", "right", "top"):
+            ax.spines[side].set_visible(False)
+        lo, hi = (math.log(SIGMA_MIN), math.log(SIGMA_MAX)) if scale == "log" else (SIGMA_MIN, SIGMA_MAX)
+        one = math.log(1.0) if scale == "log" else 1.0
+        share = (one - lo) / (hi - lo)
+        ax.set_title(f"{scale} axis: the {below.mean():.0%} of levels below σ = 1 (red) take "
+                     f"{share:.0%} of the axis", fontsize=9, loc="left")
+    axes[-1].set_xlabel("σ")
+    return fig
+
+
+def plot_sincos(sigmas, scaling_factor: float = 0.5) -> Figure:
+    """The two numbers of get_sigma_embeds against sigma (log axis)."""
+    s = torch.as_tensor(sigmas, dtype=torch.float32)
+    e = _numpy(get_sigma_embeds(len(s), s, scaling_factor))
+    fig = figure(6, 3.2)
+    ax = fig.subplots()
+    ax.plot(_numpy(s), e[:, 0], label=f"sin({scaling_factor:g} · log σ)")
+    ax.plot(_numpy(s), e[:, 1], label=f"cos({scaling_factor:g} · log σ)")
+    ax.set_xscale("log")
+    ax.set_xlabel("σ")
+    ax.set_ylim(-1.1, 1.1)
+    ax.axhline(0, color="0.7", lw=0.8)
+    ax.legend(loc="lower left", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.set_title("get_sigma_embeds: two numbers per noise level", fontsize=10)
+    return fig
+
+
+def _arc(ax, sigmas, scaling_factor: float, log_scale: bool, marks: Sequence[float]) -> None:
+    s = torch.as_tensor(sigmas, dtype=torch.float32)
+    e = _numpy(get_sigma_embeds(len(s), s, scaling_factor, log_scale))
+    t = np.linspace(0, 2 * np.pi, 200)
+    ax.plot(np.sin(t), np.cos(t), color="0.85", lw=1, zorder=0)
+    ax.scatter(e[:, 0], e[:, 1], c=_numpy(s), cmap=_CMAP, norm=_NORM, s=6, zorder=2)
+    m = torch.tensor(marks, dtype=torch.float32)
+    em = _numpy(get_sigma_embeds(len(m), m, scaling_factor, log_scale))
+    groups: list[tuple[float, float, list[str]]] = []       # marks closer than 0.2 share a label
+    for (x, y), value in zip(em, marks):
+        ax.plot(x, y, "o", mfc="none", mec="black", ms=7, zorder=3)
+        near = [g for g in groups if math.hypot(g[0] - x, g[1] - y) < 0.2]
+        if near:
+            near[0][2].append(f"{value:g}")
+        else:
+            groups.append((float(x), float(y), [f"{value:g}"]))
+    for x, y, names in groups:
+        ha = "left" if x > 0.3 else "right" if x < -0.3 else "center"
+        ax.annotate(" & ".join(names), (x, y), xytext=(1.14 * x, 1.2 * y), ha=ha,
+                    va="center", fontsize=10)
+    ax.set_aspect("equal")
+    ax.set_xlim(-1.75, 1.75)
+    ax.set_ylim(-1.45, 1.45)
+    ax.set_xlabel("sin")
+    ax.set_ylabel("cos")
+    arg = f"{scaling_factor:g} · {'log σ' if log_scale else 'σ'}"
+    ax.set_title(f"[sin, cos]({arg})", fontsize=11)
+
+
+def plot_sincos_arcs(sigmas, configs: Sequence[tuple[float, bool]] = ((0.5, True), (1.0, True), (0.5, False)),
+                     marks: Sequence[float] = (0.01, 0.1, 1, 5, 20)) -> Figure:
+    """The curve that [sin, cos] traces as sigma goes from 0.01 to 20, one panel per
+    (scaling_factor, log_scale); dots are the given sigmas, coloured by sigma."""
+    fig = figure(3.1 * len(configs) + 0.8, 3.4)
+    axes = fig.subplots(1, len(configs))
+    for ax, (scaling, log_scale) in zip(np.atleast_1d(axes), configs):
+        _arc(ax, sigmas, scaling, log_scale, marks)
+    fig.colorbar(cm.ScalarMappable(norm=_NORM, cmap=_CMAP), ax=axes, label="σ", shrink=0.8)
+    return fig
+
+
+def plot_embedding(sigmas, emb, title: str, channels: int = 8) -> Figure:
+    """A (N, D) embedding of N noise levels: a few of its channels against sigma, and
+    the cosine similarity between the embeddings of every pair of noise levels."""
+    s, e = _numpy(sigmas), _numpy(emb)
+    fig = figure(11, 3.8)
+    ax1, ax2 = fig.subplots(1, 2, width_ratios=[1.3, 1])
+    step = max(1, e.shape[1] // channels)
+    for j in range(0, step * channels, step):
+        ax1.plot(s, e[:, j], lw=1.2, label=f"channel {j}")
+    ax1.set_xscale("log")
+    ax1.set_xlabel("σ")
+    ax1.set_title(f"{title}: {channels} of its {e.shape[1]} channels", fontsize=10)
+    ax1.grid(alpha=0.3)
+    ax1.legend(fontsize=7, ncols=2)
+    unit = e / np.linalg.norm(e, axis=1, keepdims=True)
+    sim = unit @ unit.T
+    ls = np.log10(s)
+    im = ax2.imshow(sim, origin="lower", cmap="RdBu_r", vmin=-1, vmax=1,
+                    extent=[ls[0], ls[-1], ls[0], ls[-1]])
+    ticks = [t for t in (-2, -1, 0, 1) if ls[0] <= t <= ls[-1]]
+    ax2.set_xticks(ticks, [f"{10.0 ** t:g}" for t in ticks])
+    ax2.set_yticks(ticks, [f"{10.0 ** t:g}" for t in ticks])
+    ax2.set_xlabel("σ")
+    ax2.set_ylabel("σ'")
+    ax2.set_title("cosine similarity of the embeddings of σ and σ'", fontsize=10)
+    fig.colorbar(im, ax=ax2, shrink=0.85)
+    return fig
+
+
+def _noisy(x0: torch.Tensor, sigma: float, eps: torch.Tensor) -> torch.Tensor:
+    """What the Scaled U-Net's first layer sees: sqrt(alpha(sigma)) * (x0 + sigma * eps)."""
+    sigma_t = torch.tensor(sigma)
+    return (x0 + sigma_t * eps) * alpha(sigma_t).sqrt()
+
+
+def _embedding_square(vec: np.ndarray) -> np.ndarray:
+    side = math.isqrt(vec.size)
+    return vec[: side * side].reshape(side, side)
+
+
+@torch.no_grad()
+def plot_sigma_strip(x0: torch.Tensor, sigmas: Sequence[float], embedder, seed: int = 0) -> Figure:
+    """For each sigma: the noisy image the network sees (top) and the embedding
+    vector from ``embedder`` drawn as a square of pixels (bottom, e.g. 256 = 16 x 16)."""
+    eps = torch.randn(x0.shape, generator=torch.Generator().manual_seed(seed))
+    sig = torch.tensor(list(sigmas), dtype=torch.float32)
+    emb = _numpy(embedder(len(sig), sig))
+    lim = float(np.abs(emb).max())
+    fig = figure(1.75 * len(sigmas), 3.9)
+    axes = fig.subplots(2, len(sigmas))
+    for k, sigma in enumerate(sigmas):
+        show_image(axes[0, k], _noisy(x0, sigma, eps), title=f"σ = {sigma:g}", vmin=-1.5, vmax=1.5)
+        axes[1, k].imshow(_embedding_square(emb[k]), cmap="RdBu_r", vmin=-lim, vmax=lim)
+        axes[1, k].set_xticks([])
+        axes[1, k].set_yticks([])
+    axes[0, 0].set_ylabel("network input", fontsize=9)
+    axes[1, 0].set_ylabel(f"embedding ({emb.shape[1]})", fontsize=9)
+    return fig
+
+
+@torch.no_grad()
+def _explorer_figure(x0, sigma, embedder, eps, scaling_factor, lim) -> Figure:
+    fig = figure(9, 3.0)
+    ax_img, ax_arc, ax_emb = fig.subplots(1, 3)
+    show_image(ax_img, _noisy(x0, sigma, eps), title=f"network input at σ = {sigma:.3g}",
+               vmin=-1.5, vmax=1.5)
+    grid = torch.exp(torch.linspace(math.log(SIGMA_MIN), math.log(SIGMA_MAX), 200))
+    _arc(ax_arc, grid, scaling_factor, True, [sigma])
+    emb = _numpy(embedder(1, torch.tensor(sigma)))[0]
+    ax_emb.imshow(_embedding_square(emb), cmap="RdBu_r", vmin=-lim, vmax=lim)
+    ax_emb.set_xticks([])
+    ax_emb.set_yticks([])
+    ax_emb.set_title(f"embedding, {emb.size} numbers", fontsize=10)
+    return fig
+
+
+def sigma_explorer(x0: torch.Tensor, embedder, scaling_factor: float = 0.5, seed: int = 0):
+    """A slider for sigma (log scale, 0.01 to 20) showing the noisy image, the point
+    on the [sin, cos] arc and the embedding. Needs ipywidgets and a running kernel."""
+    import ipywidgets as widgets
+    from IPython.display import display
+
+    eps = torch.randn(x0.shape, generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        grid = torch.exp(torch.linspace(math.log(SIGMA_MIN), math.log(SIGMA_MAX), 50))
+        lim = float(embedder(len(grid), grid).abs().max())
+    slider = widgets.FloatLogSlider(value=1.0, base=10, min=math.log10(SIGMA_MIN), max=math.log10(SIGMA_MAX),
+                                    step=0.01, description="σ", readout_format=".3g",
+                                    continuous_update=False, layout=widgets.Layout(width="500px"))
+    out = widgets.Output()
+
+    def draw(change=None):
+        with out:
+            out.clear_output(wait=True)
+            display(_explorer_figure(x0, float(slider.value), embedder, eps, scaling_factor, lim))
+
+    slider.observe(draw, names="value")
+    draw()
+    return widgets.VBox([slider, out])
