@@ -19,20 +19,23 @@ Sampling (20 steps, gam=1.6, mu=0, as in the example): ``smallunet.samples`` aga
 final images are checked to agree), and ours under bf16 autocast as an extra row.
 
 The contenders are timed in turn within each repeat (the order rotates), so a change
-in background load hits every contender alike; the table gives medians and the ratio
-to the baseline measured in the same run.
+in background load hits every contender alike (``--blocked`` times them one after the
+other instead, which needs less memory); the table gives medians and the ratio to the
+baseline measured in the same run.
 
     python bench/train_throughput.py --batch-size 128 --threads 1
-    python bench/train_throughput.py --batch-size 1024 --steps 1 --repeats 3 --no-sampling
+    python bench/train_throughput.py --batch-size 1024 --steps 1 --repeats 3 --no-sampling --blocked
     python bench/train_throughput.py --device cuda --batch-size 1024 --steps 20 --repeats 5
 """
 from __future__ import annotations
 
 import argparse
+import gc
 import gzip
 import json
 import os
 import platform
+import resource
 import shutil
 import statistics
 import sys
@@ -61,6 +64,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: smallunet.default_device())")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     p.add_argument("--no-fp32", action="store_true", help="skip the ours-fp32 contender")
+    p.add_argument("--blocked", action="store_true",
+                   help="time the contenders one after the other instead of interleaved "
+                        "(less memory: needed for batch 1024 on a CPU with 24 GB)")
     p.add_argument("--compile", action="store_true", help="torch.compile our model (GPU)")
     p.add_argument("--no-training", action="store_true")
     p.add_argument("--no-sampling", action="store_true")
@@ -178,21 +184,42 @@ def timed(fn, k, device) -> tuple[float, int]:
     return time.perf_counter() - t0, images
 
 
-def interleaved(contenders: dict, k: int, warmup: int, repeats: int, device) -> dict:
-    """{name: [images/s per repeat]}, contenders timed in turn, order rotating."""
-    for name, fn in contenders.items():
-        if warmup:
-            timed(fn, warmup, device)
-        print(f"  warmed up {name}", file=sys.stderr, flush=True)
-    rates = {name: [] for name in contenders}
+def measure(contenders: dict, k: int, warmup: int, repeats: int, device, blocked: bool = False) -> dict:
+    """{name: [images/s per repeat]}.
+
+    Interleaved (default): after every contender's warm-up, each repeat times every
+    contender in turn, the order rotating, so load changes hit all alike. Blocked: one
+    contender's warm-up and repeats, then it is dropped (freeing its memory), then the
+    next. smalldiffusion's training_loop yields between the forward and the backward
+    pass, so while it waits its autograd graph stays alive; at batch 1024 on a CPU that
+    is about 10 GB, too much to keep while the other contenders run."""
     names = list(contenders)
+    rates = {name: [] for name in names}
+
+    def time_one(name):
+        seconds, images = timed(contenders[name], k, device)
+        rates[name].append(images / seconds)
+        print(f"  {name}: {rates[name][-1]:.3g} images/s", file=sys.stderr, flush=True)
+
+    if blocked:
+        for name in names:
+            if warmup:
+                timed(contenders[name], warmup, device)
+            for _ in range(repeats):
+                time_one(name)
+            contenders[name] = None      # drop the generator and its pending graph
+            gc.collect()
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20   # KiB -> GiB (Linux)
+            print(f"  after {name}: peak resident memory of this process so far {peak:.1f} GiB",
+                  flush=True)
+        return rates
+    for name in names:
+        if warmup:
+            timed(contenders[name], warmup, device)
+        print(f"  warmed up {name}", file=sys.stderr, flush=True)
     for r in range(repeats):
-        order = names[r % len(names):] + names[:r % len(names)]
-        for name in order:
-            seconds, images = timed(contenders[name], k, device)
-            rates[name].append(images / seconds)
-        print(f"  repeat {r + 1}/{repeats}: " + ", ".join(f"{n} {rates[n][-1]:.1f}" for n in names),
-              file=sys.stderr, flush=True)
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            time_one(name)
     return rates
 
 
@@ -202,7 +229,7 @@ def table(rates: dict, baseline: str, unit: str, notes: dict) -> str:
              "|---|---:|---:|---:|---:|---:|"]
     for name, r in rates.items():
         m = statistics.median(r)
-        lines.append(f"| {name} {notes.get(name, '')} | {m:.1f} | {min(r):.1f} | {max(r):.1f} | {len(r)} | {m / base:.2f}x |")
+        lines.append(f"| {name} {notes.get(name, '')} | {m:.3g} | {min(r):.3g} | {max(r):.3g} | {len(r)} | {m / base:.2f}x |")
     return "\n".join(lines)
 
 
@@ -216,7 +243,7 @@ def bench_training(args, device) -> tuple[dict, str]:
         if not args.no_fp32 and prec != "fp32":
             contenders["ours-fp32"], notes["ours-fp32"] = ours_trainer(args.batch_size, device, data, "fp32", args.compile)[0], "(fp32)"
         contenders["baseline"], notes["baseline"] = baseline_loop(args.batch_size, device, root)[0], "(fp32)"
-        rates = interleaved(contenders, args.steps, args.warmup, args.repeats, device)
+        rates = measure(contenders, args.steps, args.warmup, args.repeats, device, args.blocked)
     return rates, table(rates, "baseline", "images/s", notes)
 
 
@@ -249,7 +276,7 @@ def bench_sampling(args, device) -> tuple[dict, str]:
     contenders = {n: make(n) for n in names}
     for fn in contenders.values():       # warm-up: a 2-step sampling each
         fn(1, sigmas=sigmas[-3:])
-    rates = interleaved(contenders, 1, 0, args.sample_repeats, device)
+    rates = measure(contenders, 1, 0, args.sample_repeats, device)
     diff = (last["ours"] - last["smalldiffusion"]).abs().max().item()
     notes = {n: "(fp32)" for n in ("ours", "smalldiffusion")}
     notes["ours-bf16"] = "(bf16 autocast)"

@@ -25,7 +25,8 @@ def _check_sigmas(sigmas) -> torch.Tensor:
         try:
             sigmas = torch.as_tensor(sigmas, dtype=torch.float32)
         except (TypeError, ValueError, RuntimeError):
-            raise TypeError(f"sigmas must be a 1-D tensor of noise levels, got {type(sigmas).__name__}") from None
+            raise TypeError(f"sigmas must be a 1-D tensor of noise levels, "
+                            f"got {type(sigmas).__name__}") from None
     if sigmas.dim() != 1 or len(sigmas) < 2:
         raise ValueError(f"sigmas must be 1-D with at least 2 values (N steps need N+1), "
                          f"got shape {tuple(sigmas.shape)}")
@@ -73,7 +74,7 @@ def samples(model: nn.Module,
     mu = check_float("mu", mu, low=0.0, high=1.0, high_open=True)
     cfg_scale = check_float("cfg_scale", cfg_scale)
     check_int("batchsize", batchsize, minimum=1)
-    if generator is not None and (not isinstance(generator, torch.Generator) or generator.device.type != "cpu"):
+    if generator is not None and not (isinstance(generator, torch.Generator) and generator.device.type == "cpu"):
         raise TypeError(f"generator must be a CPU torch.Generator (the noise is drawn on the CPU), "
                         f"got {generator!r}")
     device = model_device(model)
@@ -86,13 +87,15 @@ def samples(model: nn.Module,
         check_floating("xt", xt)
         expected = tuple(getattr(model, "input_dims", xt.shape[1:]))
         if xt.dim() != 1 + len(expected) or tuple(xt.shape[1:]) != expected:
-            raise ValueError(f"xt must have shape (B, {', '.join(map(str, expected))}), got {tuple(xt.shape)}")
+            raise ValueError(f"xt must have shape (B, {', '.join(map(str, expected))}), "
+                             f"got {tuple(xt.shape)}")
         xt, dtype = xt.to(device), xt.dtype
     batch = batchsize if xt is None else xt.shape[0]
     if cond is not None:
         check_tensor("cond", cond)
         if cond.shape[:1] != (batch,):
-            raise ValueError(f"cond must have one label per sample ({batch},), got shape {tuple(cond.shape)}")
+            raise ValueError(f"cond must have one label per sample ({batch},), "
+                             f"got shape {tuple(cond.shape)}")
         cond = cond.to(device)
     elif cfg_scale != 0:
         raise ValueError(f"cfg_scale={cfg_scale} needs labels: pass cond")
@@ -116,11 +119,12 @@ def _sample(model, sigmas, gam, mu, cfg_scale, batchsize, xt, cond, generator,
         xt = noise(batchsize) * sigmas[0].item()
     eps = None
     for i, (sig, sig_prev) in enumerate(pairwise(sigmas)):
-        # The model sees its own precision; the update is done in xt's.
-        eps_prev, eps = eps, model.predict_eps_cfg(xt.to(model_dtype), sig.to(device=device, dtype=model_dtype),
-                                                   cond, cfg_scale).to(dtype)
+        # The model sees x in its own precision (sigma stays in xt's); the update is done in xt's.
+        eps_prev, eps = eps, model.predict_eps_cfg(
+            xt.to(model_dtype), sig.to(xt), cond, cfg_scale).to(dtype)
         eps_av = eps * gam + eps_prev * (1 - gam) if i > 0 else eps
         sig_p = (sig_prev / sig ** mu) ** (1 / (1 - mu))   # sig_prev = sig**mu * sig_p**(1-mu)
-        eta = (sig_prev ** 2 - sig_p ** 2).sqrt()
+        # clamp: in a zero-length step (sig_prev == sig) sig_p can round just above sig_prev
+        eta = (sig_prev ** 2 - sig_p ** 2).clamp(min=0).sqrt()
         xt = xt - (sig - sig_p).to(xt) * eps_av + eta.to(xt) * noise(xt.shape[0])
         yield xt

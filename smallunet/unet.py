@@ -8,7 +8,8 @@ from itertools import pairwise
 import torch
 from torch import nn
 
-from ._checks import check_dtype, check_float, check_floating, check_groups, check_image, check_int, check_sigma
+from ._checks import (check_dtype, check_float, check_floating, check_groups, check_image, check_int,
+                      check_sigma)
 from .attention import AttnBlock
 from .embedding import SigmaEmbedderSinCos
 from .norm import Normalize

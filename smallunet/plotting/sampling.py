@@ -92,13 +92,15 @@ def fid_vs_steps(model: nn.Module, schedule, reference_stats, steps: Sequence[in
     return results
 
 
-def fid_markdown(results: Mapping[str, Mapping[int, float]], floor: float | None = None) -> str:
-    """A markdown table: one row per sampler, one column per number of steps."""
+def fid_markdown(results: Mapping[str, Mapping[int, float]], floor: float | None = None,
+                 samplers: Mapping[str, tuple[float, float]] = SAMPLERS) -> str:
+    """A markdown table: one row per sampler (labelled with its (gam, mu) from
+    ``samplers``), one column per number of steps, and the floor as the last row."""
     steps = sorted({k for r in results.values() for k in r})
     lines = ["| sampler (gam, mu) | " + " | ".join(f"{k} steps" for k in steps) + " |",
              "|---|" + "---:|" * len(steps)]
     for name, r in results.items():
-        gm = SAMPLERS.get(name)
+        gm = samplers.get(name)
         label = f"{name} {gm}" if gm else name
         lines.append(f"| {label} | " + " | ".join(f"{r[k]:.2f}" if k in r else "" for k in steps) + " |")
     if floor is not None:

@@ -58,10 +58,9 @@ def sigma_distribution(drawn: Mapping[str, torch.Tensor], bins: int = 40) -> Fig
     for name, values in drawn.items():
         ax.hist(np.log10(np.asarray(values, dtype=float)), bins=edges, alpha=0.55, label=name)
     ax.axvline(0, color="k", lw=0.8, ls="--")
-    ax.text(0.02, 0.97, "σ = 1: noise as large as the image", transform=ax.get_xaxis_transform(),
-            fontsize=8, va="top")
+    ax.text(0.04, 0.04, "σ = 1", transform=ax.get_xaxis_transform(), fontsize=8, rotation=90, va="bottom")
     ax.set(xlabel="log10 σ", ylabel="draws")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, frameon=False)
     return fig
 
 
@@ -78,7 +77,7 @@ def ema_weights(steps, decay_warm, weight_fixed, weight_warm, decay: float) -> F
     ax = axes[0, 1]
     ax.plot(steps, weight_fixed, label=f"fixed {decay}")
     ax.plot(steps, np.maximum(weight_warm, 1e-300), label="with warm-up")
-    ax.set(yscale="log", ylim=(1e-6, 1.5), xlabel="update n", ylabel="weight of the initial weights",
+    ax.set(xscale="log", yscale="log", ylim=(1e-6, 1.5), xlabel="update n", ylabel="weight of the initial weights",
            title="what is left of the random init")
     ax.legend(fontsize=8)
     return fig
