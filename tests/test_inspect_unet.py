@@ -92,8 +92,8 @@ def test_flop_stages_add_up_to_flopcountermode_total(setting):
     assert sum(v for k, v in flops.items() if k not in ("other", "total")) == flops["total"]
     with FlopCounterMode(display=False) as plain:      # torch's own count, without our attention formula
         model(x, sigma)
-    # torch alone has no formula for the CPU attention kernel: our count adds it
-    assert flops["total"] > plain.get_total_flops()
+    # torch alone has no formula for the CPU attention kernel (2.x): ours adds it, removes nothing
+    assert flops["total"] >= plain.get_total_flops()
     c_in, ch = model.in_ch, model.ch                    # closed form for a 3x3 convolution
     assert flops["conv_in"] == 2 * model.in_dim ** 2 * ch * c_in * 9
 

@@ -97,9 +97,10 @@ def plot_attention_queries(clean: torch.Tensor, maps: torch.Tensor, sigmas: Sequ
     return fig
 
 
-def plot_attention_spread(stats: dict[str, dict[str, torch.Tensor]], sigmas: Sequence[float]) -> Figure:
+def plot_attention_spread(stats: dict[str, dict[str, torch.Tensor]], sigmas: Sequence[float],
+                          size: int = 28) -> Figure:
     """Two heat maps, blocks x sigma: how far queries look on average (in pixels of
-    a 28 x 28 input) and over what share of the N tokens they spread their weight.
+    the ``size`` x ``size`` input) and over what share of the N tokens they spread their weight.
 
     Args:
         stats: block name -> {"distance": (S,), "tokens": (S,), "side": R} averaged over
@@ -110,7 +111,7 @@ def plot_attention_spread(stats: dict[str, dict[str, torch.Tensor]], sigmas: Seq
                            (axes[0, 1], "tokens", "effective tokens, exp(entropy), % of N")):
         vals = np.array([[float(v) for v in stats[n][key]] for n in names])
         side = np.array([[stats[n]["side"]] for n in names])
-        vals = vals * 28 / side if key == "distance" else 100 * vals / side ** 2
+        vals = vals * size / side if key == "distance" else 100 * vals / side ** 2
         im = ax.imshow(vals, cmap="viridis", aspect="auto")
         for (r, c), v in np.ndenumerate(vals):
             ax.text(c, r, f"{v:.1f}", ha="center", va="center", fontsize=8,
