@@ -2,7 +2,7 @@
 
 FID compares generated and real images in the feature space of an Inception network
 trained on ImageNet. For 28x28 grey clothes we use a network trained on the clothes
-themselves: ``FashionClassifier.features`` gives the 128-d penultimate layer, and
+themselves: ``FashionClassifier.features`` gives its 128-d penultimate layer, and
 ``smallunet.metrics`` measures Fréchet distances there.
 
 The weights ship with the package (``smallunet/weights/fashion_classifier.safetensors``,
@@ -22,7 +22,7 @@ from ._checks import check_image, check_int
 
 WEIGHTS_PATH = Path(__file__).parent / "weights" / "fashion_classifier.safetensors"
 # The SHA-256 of the shipped file, as printed by scripts/train_classifier.py.
-CLASSIFIER_SHA256 = "0000000000000000000000000000000000000000000000000000000000000000"
+CLASSIFIER_SHA256 = "e0b3367e5ee35732d9b39c992ccc294d689d734c15c9238a12a1bc3702216ffd"
 
 
 def conv_bn_relu(in_ch: int, out_ch: int) -> nn.Sequential:
@@ -54,14 +54,18 @@ class FashionClassifier(nn.Module):
         self.head = nn.Linear(feat_dim, 10)
 
     def features(self, x: Tensor) -> Tensor:
-        """x: (B, 1, 28, 28) images in [-1, 1] -> (B, feat_dim) penultimate features (>= 0)."""
+        """x: (B, 1, 28, 28) images in [-1, 1] -> (B, feat_dim) penultimate features.
+
+        These are the fully connected layer's outputs before its ReLU: after it, 33 of the
+        128 units are 0 for every test image, and their covariance would be singular.
+        """
         check_image("x", x, channels=1, size=28)
-        h = self.body(x)                           # (B, 1, 28, 28) -> (B, 2ch, 7, 7)
-        return torch.relu(self.fc(h.flatten(1)))  # (B, 2ch * 49) -> (B, feat_dim)
+        h = self.body(x)               # (B, 1, 28, 28) -> (B, 2ch, 7, 7)
+        return self.fc(h.flatten(1))  # (B, 2ch * 49) -> (B, feat_dim)
 
     def forward(self, x: Tensor) -> Tensor:
         """x: (B, 1, 28, 28) images in [-1, 1] -> (B, 10) logits, in CLASS_NAMES order."""
-        return self.head(self.dropout(self.features(x)))
+        return self.head(self.dropout(torch.relu(self.features(x))))
 
 
 def sha256_of(path: str | os.PathLike) -> str:

@@ -7,12 +7,15 @@ reports the Fréchet (2-Wasserstein) distance between the two Gaussians,
     FD = |mu1 - mu2|^2 + tr(S1 + S2 - 2 (S1 S2)^(1/2)).
 
 We use the same formula on the 128-d penultimate features of ``FashionClassifier``
-instead of Inception's 2048-d ones, so the numbers are NOT comparable with published
-FIDs: only with each other, at the same sample count. The estimate is biased upwards
-for small sets, which is why ``fid_floor`` reports what two real sets of the same size
-score against each other: a perfect generator would score about that.
+(``smallunet.classifier``) instead of Inception's 2048-d ones, so the numbers are NOT
+comparable with published FIDs: only with each other, at the same sample count. The
+estimate is biased upwards for small sets, which is why ``fid_floor`` reports what two
+real sets of the same size score against each other: a perfect generator would score
+about that.
 """
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 import torch
@@ -37,11 +40,16 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
         raise ValueError(f"expected means of shape (D,) and covariances (D, D) with one D, got "
                          f"mu1 {mu1.shape}, sigma1 {sigma1.shape}, mu2 {mu2.shape}, sigma2 {sigma2.shape}")
     diff = mu1 - mu2
-    product = sigma1 @ sigma2
-    covmean = linalg.sqrtm(product)
-    if not np.isfinite(covmean).all():
-        # A singular product (a feature that never fires has zero variance): shift both
-        # covariances by eps * I, which moves the result by O(eps).
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", linalg.LinAlgWarning)  # scipy warns when S1 S2 is singular
+        try:
+            covmean = linalg.sqrtm(sigma1 @ sigma2)
+            stable = bool(np.isfinite(covmean).all())
+        except linalg.LinAlgWarning:
+            stable = False
+    if not stable:
+        # A singular product (say a feature with zero variance): shift both covariances
+        # by eps * I; the result moves by about eps per feature.
         offset = np.eye(D) * eps
         covmean = linalg.sqrtm((sigma1 + offset) @ (sigma2 + offset))
     if np.iscomplexobj(covmean):
