@@ -15,7 +15,8 @@ from smallunet import (Schedule, ScheduleCosine, ScheduleDDPM, ScheduleLDM, Sche
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 SCHEDULES = [  # ours, smalldiffusion's, keyword arguments
-    pytest.param(ScheduleLogLinear, sd.ScheduleLogLinear, dict(N=800, sigma_min=0.01, sigma_max=20), id="loglinear-800"),
+    pytest.param(ScheduleLogLinear, sd.ScheduleLogLinear, dict(N=800, sigma_min=0.01, sigma_max=20),
+                 id="loglinear-800"),
     pytest.param(ScheduleLogLinear, sd.ScheduleLogLinear, dict(N=7), id="loglinear-7"),
     pytest.param(ScheduleDDPM, sd.ScheduleDDPM, dict(), id="ddpm"),
     pytest.param(ScheduleDDPM, sd.ScheduleDDPM, dict(N=50, beta_start=1e-3, beta_end=0.05), id="ddpm-50"),
@@ -101,7 +102,8 @@ def test_sigmas_from_betas():
 @pytest.mark.parametrize("N", [10, 800, 1000])
 @pytest.mark.parametrize("steps", [1, 2, 3, 6, 10])
 def test_sample_sigmas_equals_smalldiffusion(N, steps):
-    ours, theirs = ScheduleLogLinear(N=N, sigma_min=0.01, sigma_max=20), sd.ScheduleLogLinear(N=N, sigma_min=0.01, sigma_max=20)
+    kw = dict(N=N, sigma_min=0.01, sigma_max=20)
+    ours, theirs = ScheduleLogLinear(**kw), sd.ScheduleLogLinear(**kw)
     s = ours.sample_sigmas(steps)
     torch.testing.assert_close(s, theirs.sample_sigmas(steps), rtol=0, atol=0)
     assert s.shape == (steps + 1,)
