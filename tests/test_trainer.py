@@ -8,6 +8,8 @@ from smallunet.checkpoint import load_checked, read_metadata, sha256_of
 from smallunet.pretrained import load_pretrained
 from smallunet.trainer import Trainer, TrainConfig, ema_multi_avg_fn
 
+pytestmark = pytest.mark.usefixtures("one_thread")   # tiny models: one thread is faster
+
 TINY = dict(in_dim=8, ch=32, ch_mult=(1, 2), attn_resolutions=(4,), N=50, batch_size=8, epochs=None)
 
 
