@@ -153,7 +153,8 @@ def plot_fid_vs_steps(results: Mapping[str, Mapping[int, float]], floor: float |
         ax.plot(ks, [r[k] for k in ks], marker="o", label=name)
     if floor is not None:
         ax.axhline(floor, color="k", ls="--", lw=1, label="real vs real (floor)")
-    ax.set(xscale="log", yscale="log", xlabel="sampling steps", ylabel="FID (our classifier's features)")
+    ax.set(xscale="log", xlabel="sampling steps", ylabel="FID (our classifier's features)")
+    ax.set_ylim(bottom=0)
     ks = sorted({k for r in results.values() for k in r})
     ax.set_xticks(ks, [str(k) for k in ks])
     ax.minorticks_off()
