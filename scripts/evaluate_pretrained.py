@@ -21,7 +21,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from smallunet import ScheduleLogLinear, load_fashion_mnist, load_pretrained, samples  # noqa: E402
-from smallunet.metrics import feature_statistics, frechet_distance  # noqa: E402
+from smallunet.evaluation import feature_statistics, frechet_distance  # noqa: E402
 from smallunet.pretrained import PRETRAINED_NAME, WEIGHTS_DIR  # noqa: E402
 
 

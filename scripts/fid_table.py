@@ -6,7 +6,7 @@ table to bench/fid_vs_steps.md (the chapter Sampling displays that file).
     python scripts/fid_table.py --threads 1 --precision fp32
 
 Every sampler starts from the same noise (seed 0), the samples are scored with
-``smallunet.metrics.fid`` against ``n`` real test images, and the real-versus-real
+``smallunet.evaluation.fid`` against ``n`` real test images, and the real-versus-real
 floor ``fid_floor(n)`` is written beside them. The file records the command, the
 machine, the checkpoint (step and SHA-256) and the wall time, so a stale table can
 be recognised: re-run the command after the shipped weights change.
@@ -29,8 +29,8 @@ sys.path.insert(0, str(ROOT))  # run from a checkout without installing the pack
 
 from smallunet import ScheduleLogLinear, default_device  # noqa: E402
 from smallunet.data import load_fashion_mnist  # noqa: E402
-from smallunet.metrics import feature_statistics, fid_floor  # noqa: E402
-from smallunet.plotting.sampling import SAMPLERS, fid_markdown, fid_vs_steps  # noqa: E402
+from smallunet.evaluation import feature_statistics, fid_floor  # noqa: E402
+from smallunet.book.plotting.sampling import SAMPLERS, fid_markdown, fid_vs_steps  # noqa: E402
 from smallunet.pretrained import load_pretrained, pretrained_info  # noqa: E402
 from smallunet.trainer import bf16_supported  # noqa: E402
 
@@ -87,7 +87,7 @@ def main(argv=None) -> int:
     text = f"""# FID against sampling steps
 
 {args.n} samples per point, scored against {args.n} FashionMNIST test images with the
-FID-like score of `smallunet.metrics` (features of the book's FashionMNIST classifier;
+FID-like score of `smallunet.evaluation` (features of the book's FashionMNIST classifier;
 not comparable with published FIDs). Every sampler starts from the same noise
 (seed {args.seed}); lower is better. The last row is the real-versus-real floor at the
 same count (`fid_floor({args.n})`): what a perfect generator would score.

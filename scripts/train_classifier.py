@@ -27,7 +27,8 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing the package
 
-from smallunet.classifier import FashionClassifier, load_classifier, sha256_of  # noqa: E402
+from smallunet.checkpoint import sha256_of  # noqa: E402
+from smallunet.classifier import FashionClassifier, load_classifier  # noqa: E402
 from smallunet.data import load_fashion_mnist, random_hflip  # noqa: E402
 
 

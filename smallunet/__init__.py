@@ -7,7 +7,7 @@ The public API, in the order the book builds it:
     ResnetBlock                                (chapter 4)
     Attention, AttnBlock                       (chapter 5)
     CondSequential, Unet                       (chapter 6)
-    ModelMixin, Scaled, PredX0, PredV          wrappers that change inputs or predictions
+    ModelMixin, Scaled, PredX0, PredV          the denoiser interface and its wrappers
     Schedule and its subclasses, training_loop, Trainer   (chapter 7)
     samples                                    (chapter 8)
     load_fashion_mnist, load_pretrained, default_device
@@ -18,12 +18,13 @@ from .embedding import get_sigma_embeds, SigmaEmbedderSinCos, CondEmbedderLabel
 from .resnet import ResnetBlock
 from .attention import Attention, AttnBlock
 from .unet import CondSequential, Unet
-from .wrappers import ModelMixin, Scaled, PredX0, PredV, alpha
+from .denoiser import ModelMixin, Scaled, PredX0, PredV, alpha
 from .schedules import (Schedule, ScheduleLogLinear, ScheduleDDPM, ScheduleLDM,
                         ScheduleSigmoid, ScheduleCosine, sigmas_from_betas)
 from .sampling import samples
 from .training import generate_train_sample, training_loop
-from .trainer import Trainer, TrainConfig
+from .recipe import TrainConfig, build_model, build_schedule
+from .trainer import Trainer
 from .device import default_device, model_device
 from .data import load_fashion_mnist
 from .pretrained import load_pretrained

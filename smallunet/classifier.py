@@ -3,7 +3,7 @@
 FID compares generated and real images in the feature space of an Inception network
 trained on ImageNet. For 28x28 grey clothes we use a network trained on the clothes
 themselves: ``FashionClassifier.features`` gives its 128-d penultimate layer, and
-``smallunet.metrics`` measures Fréchet distances there.
+``smallunet.evaluation`` measures Fréchet distances there.
 
 The weights ship with the package (``smallunet/weights/fashion_classifier.safetensors``,
 made by ``scripts/train_classifier.py``); ``load_classifier`` checks their SHA-256 so
@@ -11,7 +11,6 @@ that a number computed with a damaged or swapped file cannot pass for ours.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from ._checks import check_image, check_int
+from .checkpoint import load_checked, sha256_of  # noqa: F401  (sha256_of: for scripts)
 
 WEIGHTS_PATH = Path(__file__).parent / "weights" / "fashion_classifier.safetensors"
 # The SHA-256 of the shipped file, as printed by scripts/train_classifier.py.
@@ -68,15 +68,6 @@ class FashionClassifier(nn.Module):
         return self.head(self.dropout(torch.relu(self.features(x))))
 
 
-def sha256_of(path: str | os.PathLike) -> str:
-    """The SHA-256 of a file, as 64 hex digits."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def load_classifier(path: str | os.PathLike | None = None, device=None,
                     sha256: str | None = CLASSIFIER_SHA256) -> FashionClassifier:
     """The trained classifier, in eval mode, on ``device`` (default the CPU).
@@ -85,25 +76,11 @@ def load_classifier(path: str | os.PathLike | None = None, device=None,
     sha256: the hash the file must have; default the shipped file's. Pass None to
             skip the check (for weights you trained yourself).
     """
-    from safetensors import safe_open  # imported here: only the metric needs it
-
     path = Path(WEIGHTS_PATH if path is None else path)
     if not path.is_file():
         raise FileNotFoundError(f"classifier weights not found at {path}; make them with "
                                 f"`python scripts/train_classifier.py`")
-    if sha256 is not None:
-        found = sha256_of(path)
-        if found != sha256.lower():
-            raise ValueError(
-                f"classifier weights at {path} do not match: expected SHA-256 {sha256}, found "
-                f"{found} ({path.stat().st_size} bytes). The file is damaged or not the shipped "
-                f"one; reinstall the package, or pass sha256=None for weights you trained yourself.")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-            state = {k: f.get_tensor(k) for k in f.keys()}
-    except Exception as err:  # safetensors raises its own error types for a bad header
-        raise ValueError(f"cannot read classifier weights at {path}: {err}") from err
+    state, meta = load_checked(path, sha256=sha256.lower() if sha256 is not None else None)
     model = FashionClassifier(ch=int(meta.get("ch", 32)), feat_dim=int(meta.get("feat_dim", 128)))
     # The file may hold fp16 weights; the model computes in fp32.
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})

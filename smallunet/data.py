@@ -131,8 +131,22 @@ def load_fashion_mnist(split: str = "train", root: str | os.PathLike | None = No
     if download is not None and not isinstance(download, bool):
         raise TypeError(f"download must be True, False or None, got {download!r}")
 
-    tried = _candidate_dirs(root)
-    files = next((f for f in (_find_split(d, SPLITS[split]) for d in tried) if f), None)
+    if root is not None:   # an explicit folder is used alone: no silent fallback
+        folder = Path(root).expanduser()
+        if not folder.is_dir():
+            raise FashionMNISTNotFoundError(f"root={str(root)!r} is not a folder (it does not exist "
+                                            f"or is a file); give the folder holding the FashionMNIST files")
+        files = _find_split(folder, SPLITS[split])
+        if files is None:
+            raise FashionMNISTNotFoundError(
+                f"root={str(root)!r} lacks the FashionMNIST {split!r} files "
+                f"({SPLITS[split]}-images-idx3-ubyte[.gz] and {SPLITS[split]}-labels-idx1-ubyte[.gz], "
+                f"flat or under FashionMNIST/raw/); leave root=None to search SMALLUNET_DATA, "
+                f"{DEBIAN_DIR} and {cache_dir()}")
+        tried = [folder]
+    else:
+        tried = _candidate_dirs(root)
+        files = next((f for f in (_find_split(d, SPLITS[split]) for d in tried) if f), None)
     if files is None and download is not False:
         files = _download(split)
     if files is None:

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from .checkpoint import load_checked, split_prefix
-from .trainer import TrainConfig, build_model
+from .recipe import TrainConfig, build_model
 from .unet import Unet
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"

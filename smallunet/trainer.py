@@ -8,105 +8,44 @@ DistributedDataParallel under ``torchrun``.
 """
 from __future__ import annotations
 
-import dataclasses
+import contextlib
 import json
 import math
 import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Iterator
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch.optim.swa_utils import AveragedModel
 from tqdm.auto import tqdm
 
-from ._checks import check_float, check_int, check_tensor
+from ._checks import check_tensor
 from .checkpoint import (load_checked, optimizer_from_tensors, optimizer_to_tensors,
                          save_atomic, split_prefix)
+from .data import random_hflip
 from .device import default_device
-from .schedules import ScheduleLogLinear
+from .recipe import (TrainConfig, build_model, build_schedule, draw_sigmas, loss_weights,  # noqa: F401
+                     lr_factor)
+from .training import denoiser_loss
 from .unet import Unet
-from .wrappers import Scaled
 
-
-@dataclass
-class TrainConfig:
-    """The recipe. Defaults are the seed's: Scaled(Unet)(28, 1, 1, ch=64,
-    ch_mult=(1, 1, 2), attn_resolutions=(14,)), ScheduleLogLinear(0.01, 20, 800),
-    AdamW lr 7e-4, batch 1024, EMA 0.999, random horizontal flips, 300 epochs."""
-    in_dim: int = 28
-    in_ch: int = 1
-    ch: int = 64
-    ch_mult: tuple = (1, 1, 2)
-    attn_resolutions: tuple = (14,)
-    dropout: float = 0.1
-    sigma_min: float = 0.01
-    sigma_max: float = 20.0
-    N: int = 800
-    lr: float = 7e-4
-    batch_size: int = 1024            # global batch, split across processes under DDP
-    ema_decay: float = 0.999
-    ema_warmup: bool = True           # decay min(ema_decay, (1 + n) / (10 + n)) after n updates
-    hflip: bool = True
-    epochs: float | None = 300        # budget: whichever of epochs, minutes, max_steps ends first
-    minutes: float | None = None
-    max_steps: int | None = None
-    precision: str = "auto"           # "auto", "bf16" or "fp32"
-    channels_last: bool | None = None  # None: on CUDA only
-    compile: bool = False
-    seed: int = 0
-    save_every_minutes: float = 10.0
-    log_every: int = 25               # steps per point of the loss history
-
-    def __post_init__(self):
-        self.ch_mult, self.attn_resolutions = tuple(self.ch_mult), tuple(self.attn_resolutions)
-        check_int("batch_size", self.batch_size, minimum=1)
-        check_float("lr", self.lr, low=0.0, low_open=True)
-        check_float("ema_decay", self.ema_decay, low=0.0, high=1.0, high_open=True)
-        if self.epochs is None and self.minutes is None and self.max_steps is None:
-            raise ValueError("give a budget: epochs, minutes or max_steps (all are None)")
-        if self.epochs is not None:
-            check_float("epochs", self.epochs, low=0.0, low_open=True)
-        if self.minutes is not None:
-            check_float("minutes", self.minutes, low=0.0, low_open=True)
-        if self.max_steps is not None:
-            check_int("max_steps", self.max_steps, minimum=1)
-        if self.precision not in ("auto", "bf16", "fp32"):
-            raise ValueError(f"precision must be 'auto', 'bf16' or 'fp32', got {self.precision!r}")
-        check_int("log_every", self.log_every, minimum=1)
-
-    def model_kwargs(self) -> dict:
-        return dict(in_dim=self.in_dim, in_ch=self.in_ch, out_ch=self.in_ch, ch=self.ch,
-                    ch_mult=self.ch_mult, attn_resolutions=self.attn_resolutions, dropout=self.dropout)
-
-    def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self))
-
-    @classmethod
-    def from_json(cls, text: str, **overrides) -> "TrainConfig":
-        d = json.loads(text)
-        d = {k: v for k, v in d.items() if k in {f.name for f in dataclasses.fields(cls)}}
-        d.update(overrides)
-        return cls(**d)
-
-
-def build_model(cfg: TrainConfig) -> Unet:
-    """Scaled(Unet) with the configuration's architecture."""
-    return Scaled(Unet)(**cfg.model_kwargs())
-
-
-def build_schedule(cfg: TrainConfig) -> ScheduleLogLinear:
-    return ScheduleLogLinear(N=cfg.N, sigma_min=cfg.sigma_min, sigma_max=cfg.sigma_max)
+# Fields that may change when a run resumes: budgets, how it runs, and the learning
+# rate's schedule (a warm-up-stable-decay run starts its decay on a later resume).
+RESUMABLE_CHANGES = ("epochs", "minutes", "max_steps", "precision", "channels_last", "compile",
+                     "save_every_minutes", "log_every", "lr", "lr_schedule", "warmup_steps",
+                     "warmup_start", "lr_total_steps", "decay_start", "decay_steps", "lr_min_ratio")
 
 
 def bf16_supported(device: torch.device) -> bool:
-    """Whether bf16 autocast is fast here: CUDA with bf16, or a CPU with native bf16."""
+    """Whether bf16 autocast is fast here: a GPU of compute capability 8.0 or more
+    (Ampere on; a T4 answers ``is_bf16_supported()`` True through slow emulation), or
+    a CPU whose oneDNN has native bf16 kernels (AVX512-BF16 or AMX, not bare AVX-512)."""
+    device = torch.device(device)
     if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
+        return torch.cuda.is_available() and torch.cuda.get_device_capability(device)[0] >= 8
     if device.type == "cpu":
         probe = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
         return bool(probe()) if probe is not None else False
@@ -128,21 +67,76 @@ def ema_multi_avg_fn(decay: float, warmup: bool):
     return update
 
 
+def autocast(device_type: str, enabled: bool):
+    """bf16 autocast, or a null context when off (``torch.autocast("mps", enabled=False)``
+    raises on torch < 2.5)."""
+    if not enabled:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type, dtype=torch.bfloat16)
+
+
+def check_training_data(data, cfg: TrainConfig) -> torch.Tensor:
+    """Images must be a float tensor (N, in_ch, in_dim, in_dim) of finite values in [-1, 1]."""
+    check_tensor("data", data)
+    if not data.is_floating_point():
+        raise TypeError(f"data must be a floating-point tensor in [-1, 1], got dtype {data.dtype} "
+                        f"(for uint8 images use x.float() / 127.5 - 1)")
+    if data.dim() != 4 or tuple(data.shape[1:]) != (cfg.in_ch, cfg.in_dim, cfg.in_dim):
+        raise ValueError(f"data must have shape (N, {cfg.in_ch}, {cfg.in_dim}, {cfg.in_dim}), got {tuple(data.shape)}")
+    if len(data) < cfg.batch_size:
+        raise ValueError(f"batch_size={cfg.batch_size} is larger than the data set ({len(data)} images)")
+    if not torch.isfinite(data).all():
+        raise ValueError(f"data holds {int((~torch.isfinite(data)).sum())} NaN or infinite values")
+    lo, hi = float(data.min()), float(data.max())
+    if lo < -1 - 1e-4 or hi > 1 + 1e-4:
+        raise ValueError(f"data must lie in [-1, 1] (the schedule assumes it), got values from {lo:.4g} to {hi:.4g}")
+    return data
+
+
+def check_labels(labels, data: torch.Tensor, cfg: TrainConfig) -> torch.Tensor | None:
+    """Labels: None for an unconditional recipe, else (N,) integers in [0, num_classes)."""
+    if not cfg.num_classes:
+        if labels is not None:
+            raise ValueError("labels given but cfg.num_classes=0 (unconditional); set num_classes")
+        return None
+    if labels is None:
+        raise ValueError(f"cfg.num_classes={cfg.num_classes}: pass labels, an (N,) integer tensor")
+    check_tensor("labels", labels)
+    if labels.is_floating_point() or labels.dtype == torch.bool or tuple(labels.shape) != (len(data),):
+        raise ValueError(f"labels must be an integer tensor of shape ({len(data)},), got dtype "
+                         f"{labels.dtype} and shape {tuple(labels.shape)}")
+    lo, hi = int(labels.min()), int(labels.max())
+    if lo < 0 or hi >= cfg.num_classes:
+        raise ValueError(f"labels must be in [0, {cfg.num_classes}), got values from {lo} to {hi}")
+    return labels
+
+
 class Trainer:
-    """Trains ``build_model(cfg)`` on ``data`` (N, C, H, W) in [-1, 1].
+    """Trains ``build_model(cfg)`` on ``data`` (N, C, H, W) in [-1, 1] through the
+    model's own loss (``denoiser_loss``), with the recipe's learning-rate schedule,
+    noise-level distribution and loss weight.
+
+    Global state: the trainer seeds torch's global generator (``cfg.seed``) to
+    initialise the model and again per process for dropout, and on CUDA turns on
+    TF32 matmuls and cuDNN's benchmark mode; everything else it draws from its own
+    ``torch.Generator``.
 
     Args:
         cfg: the recipe.
         data: the training images; ``None`` loads FashionMNIST's training split.
+        labels: (N,) integer class labels, needed when ``cfg.num_classes`` > 0
+            (``None`` then loads FashionMNIST's labels with the images).
         device: where to train; default CUDA, then MPS, then CPU (under torchrun,
             the process's own GPU).
         checkpoint: a path; if the file exists the run resumes from it, and it is
             rewritten atomically every ``cfg.save_every_minutes`` and at the end.
-        init_weights: a weights file (``model.*`` and optionally ``ema.*`` tensors,
-            as ``export_weights`` writes) to start from, with a fresh optimizer.
+        init_weights: a weights file (as ``export_weights`` writes) or a training
+            checkpoint to start from, with a fresh optimizer; the global step and the
+            loss history continue from it.
     """
 
     def __init__(self, cfg: TrainConfig, data: torch.Tensor | None = None, device=None,
+                 labels: torch.Tensor | None = None,
                  checkpoint: str | os.PathLike | None = None,
                  init_weights: str | os.PathLike | None = None, progress: bool = True):
         if not isinstance(cfg, TrainConfig):
@@ -161,6 +155,9 @@ class Trainer:
             if device.type == "cuda" and self.world > 1:
                 device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         self.device = torch.device(device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device={str(device)!r}: CUDA is not available on this machine "
+                             f"(torch {torch.__version__}); use device='cpu' or leave it None")
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
             torch.backends.cuda.matmul.allow_tf32 = True
@@ -170,15 +167,17 @@ class Trainer:
         # 2. Data: the whole set as one tensor on the device.
         if data is None:
             from .data import load_fashion_mnist
-            data, _ = load_fashion_mnist("train")
-        check_tensor("data", data)
-        if data.dim() != 4 or tuple(data.shape[1:]) != (cfg.in_ch, cfg.in_dim, cfg.in_dim):
-            raise ValueError(f"data must have shape (N, {cfg.in_ch}, {cfg.in_dim}, {cfg.in_dim}), got {tuple(data.shape)}")
+            data, loaded_labels = load_fashion_mnist("train")
+            labels = loaded_labels if labels is None else labels
+        check_training_data(data, cfg)
+        self.labels = check_labels(labels, data, cfg)
         if len(data) < cfg.batch_size:
             raise ValueError(f"batch_size={cfg.batch_size} is larger than the data set ({len(data)} images)")
         self.channels_last = cfg.channels_last if cfg.channels_last is not None else self.device.type == "cuda"
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format
         self.data = data.to(self.device, torch.float32).contiguous(memory_format=fmt)
+        if self.labels is not None:
+            self.labels = self.labels.to(self.device, torch.long)
         self.steps_per_epoch = len(self.data) // cfg.batch_size
         self.local_batch = cfg.batch_size // self.world
 
@@ -188,7 +187,8 @@ class Trainer:
         self.ema = AveragedModel(self.model, multi_avg_fn=ema_multi_avg_fn(cfg.ema_decay, cfg.ema_warmup),
                                  use_buffers=True)
         fused = self.device.type == "cuda"
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, fused=fused)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr,
+                                           weight_decay=cfg.weight_decay, fused=fused)
         self.sigmas = build_schedule(cfg).sigmas.to(self.device)
         self.precision = ("bf16" if bf16_supported(self.device) else "fp32") if cfg.precision == "auto" else cfg.precision
         self.generator = torch.Generator(device=self.device).manual_seed(cfg.seed * 1000 + self.rank)
@@ -225,23 +225,30 @@ class Trainer:
         return perm[self.rank::self.world].to(self.device)
 
     # --- one step ---------------------------------------------------------------------
-    def batch(self, order: torch.Tensor, pos: int) -> torch.Tensor:
-        x0 = self.data[order[pos * self.local_batch:(pos + 1) * self.local_batch]]   # (B, C, H, W)
+    def batch(self, order: torch.Tensor, pos: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(images (B, C, H, W), labels (B,) or None) at position ``pos`` of an epoch."""
+        idx = order[pos * self.local_batch:(pos + 1) * self.local_batch]
+        x0 = self.data[idx]                                          # (B, C, H, W)
         if self.cfg.hflip:
-            flip = torch.rand(x0.shape[0], device=self.device, generator=self.generator) < 0.5
-            x0 = torch.where(flip[:, None, None, None], x0.flip(-1), x0)
-        return x0
+            x0 = random_hflip(x0, generator=self.generator)
+        return x0, (self.labels[idx] if self.labels is not None else None)
 
-    def train_step(self, x0: torch.Tensor) -> torch.Tensor:
-        """One AdamW step and EMA update on the batch x0; returns the loss (on device)."""
+    def learning_rate(self, step: int | None = None) -> float:
+        """The recipe's learning rate at a global step (default: the next one)."""
+        return self.cfg.lr * lr_factor(self.cfg, self.step if step is None else step, self.total_steps())
+
+    def train_step(self, x0: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        """One AdamW step and EMA update on the batch x0 (and labels); returns the loss (on device)."""
         self.model.train()
         B = x0.shape[0]
-        idx = torch.randint(len(self.sigmas), (B,), device=self.device, generator=self.generator)
-        sigma = self.sigmas[idx].reshape(B, 1, 1, 1)
+        sigma = draw_sigmas(self.cfg, self.sigmas, B, generator=self.generator).reshape(B, 1, 1, 1)
         eps = torch.randn(x0.shape, device=self.device, generator=self.generator)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
-            pred = self.forward_model(x0 + sigma * eps, sigma)
-        loss = F.mse_loss(pred.float(), eps)
+        lr = self.learning_rate()
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        with autocast(self.device.type, self.precision == "bf16"):
+            loss = denoiser_loss(self.model, x0, sigma, eps, cond=cond,
+                                 weight=loss_weights(self.cfg, sigma), net=self.forward_model)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -259,7 +266,7 @@ class Trainer:
             e, pos = divmod(self.step, self.steps_per_epoch)
             if e != epoch:
                 epoch, order = e, self.epoch_order(e)
-            loss = self.train_step(self.batch(order, pos))
+            loss = self.train_step(*self.batch(order, pos))
             self.step += 1
             yield SimpleNamespace(step=self.step, epoch=self.step / self.steps_per_epoch, loss=loss)
             if self.checkpoint is not None and time.time() - last_save > 60 * self.cfg.save_every_minutes:
@@ -290,45 +297,79 @@ class Trainer:
         """The EMA network (a Scaled(Unet)), in eval mode, on the training device."""
         return self.ema.module.eval()
 
+    def rng_states(self) -> dict[str, torch.Tensor]:
+        states = {"cpu": torch.get_rng_state(), "generator": self.generator.get_state().cpu()}
+        if self.device.type == "cuda":
+            states["cuda"] = torch.cuda.get_rng_state(self.device)
+        return states
+
     def save_checkpoint(self, path: str | os.PathLike) -> None:
+        """Everything needed to resume exactly (written by rank 0, with every rank's RNG)."""
+        rng_states = [self.rng_states()]
+        if self.world > 1:
+            gathered = [None] * self.world
+            dist.all_gather_object(gathered, rng_states[0])
+            rng_states = gathered
         if self.rank != 0:
             return
         tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
         tensors.update({f"ema.{k}": v for k, v in self.ema.state_dict().items()})
         optim, groups = optimizer_to_tensors(self.optimizer)
         tensors.update(optim)
-        tensors["rng.cpu"] = torch.get_rng_state()
-        tensors["rng.generator"] = self.generator.get_state()
-        if self.device.type == "cuda":
-            tensors["rng.cuda"] = torch.cuda.get_rng_state(self.device)
+        for rank, states in enumerate(rng_states):      # every process's own random states
+            tensors.update({f"rng.{rank}.{k}": v for k, v in states.items()})
         save_atomic(tensors, path, metadata={
             "config": self.cfg.to_json(), "step": str(self.step), "param_groups": groups,
             "history": json.dumps(self.history), "format": "smallunet-train-checkpoint-1"})
 
     def load_checkpoint(self, path: str | os.PathLike) -> None:
+        """Resume from a training checkpoint. Its configuration must agree with this
+        one except in the fields of RESUMABLE_CHANGES; every other difference is named."""
+        if Path(path).is_dir():
+            raise ValueError(f"checkpoint={str(path)!r} is a directory; give a file path such as runs/ckpt.safetensors")
         tensors, meta = load_checked(path)
         if meta.get("format") != "smallunet-train-checkpoint-1":
             raise ValueError(f"{path} is not a smallunet training checkpoint (format={meta.get('format')!r})")
+        stored = TrainConfig.from_json(meta["config"])
+        diff = stored.differences(self.cfg, ignore=RESUMABLE_CHANGES)
+        if diff:
+            listed = "; ".join(f"{k}: stored {a!r}, given {b!r}" for k, (a, b) in diff.items())
+            raise ValueError(f"{path} was trained with another recipe, so it cannot resume with this one "
+                             f"({listed}). Use the stored values, another --checkpoint, or "
+                             f"--init-weights to start a new run from its weights")
         self.model.load_state_dict(split_prefix(tensors, "model"))
         self.ema.load_state_dict(split_prefix(tensors, "ema"))
         optimizer_from_tensors(self.optimizer, tensors, meta["param_groups"])
-        for group in self.optimizer.param_groups:   # the configuration's lr wins on resume
-            group["lr"] = self.cfg.lr
-        torch.set_rng_state(tensors["rng.cpu"])
-        self.generator.set_state(tensors["rng.generator"].to(torch.uint8))
-        if "rng.cuda" in tensors and self.device.type == "cuda":
-            torch.cuda.set_rng_state(tensors["rng.cuda"], self.device)
+        rank = str(self.rank) if f"rng.{self.rank}.cpu" in tensors else None
+        if rank is None:
+            if self.world > 1:
+                raise ValueError(f"{path} holds the random states of fewer processes than the "
+                                 f"{self.world} running; resume with as many processes as wrote it")
+            rng = {k[4:]: v for k, v in tensors.items() if k.startswith("rng.") and k.count(".") == 1}
+        else:
+            rng = split_prefix(tensors, f"rng.{rank}")
+        torch.set_rng_state(rng["cpu"])
+        self.generator.set_state(rng["generator"].to(torch.uint8))
+        if "cuda" in rng and self.device.type == "cuda":
+            torch.cuda.set_rng_state(rng["cuda"], self.device)
         self.step = int(meta["step"])
         self.history = [tuple(h) for h in json.loads(meta.get("history", "[]"))]
 
     def load_weights(self, path: str | os.PathLike) -> None:
-        """Start from exported weights (fresh optimizer): model.* and, if present, ema.*"""
+        """Start from exported weights or a training checkpoint, with a fresh optimizer:
+        model.* (the raw weights) and, if present, ema.*; the step and history go on."""
+        if Path(path).is_dir():
+            raise ValueError(f"init_weights={str(path)!r} is a directory; give a .safetensors file")
         tensors, meta = load_checked(path)
         model_sd = split_prefix(tensors, "model") or tensors
-        self.model.load_state_dict({k: v.float() for k, v in model_sd.items()})
         ema_sd = split_prefix(tensors, "ema") or model_sd
+        ema_updates = int(meta.get("ema_updates", "1000"))
+        if meta.get("format") == "smallunet-train-checkpoint-1":     # AveragedModel's own layout
+            ema_updates = int(ema_sd.pop("n_averaged", torch.tensor(ema_updates)))
+            ema_sd = split_prefix(ema_sd, "module")
+        self.model.load_state_dict({k: v.float() for k, v in model_sd.items()})
         self.ema.module.load_state_dict({k: v.float() for k, v in ema_sd.items()})
-        self.ema.n_averaged.fill_(int(meta.get("ema_updates", "1000")))
+        self.ema.n_averaged.fill_(ema_updates)
         self.step = int(meta.get("step", "0"))
         self.history = [tuple(h) for h in json.loads(meta.get("history", "[]"))]
 

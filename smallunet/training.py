@@ -4,10 +4,13 @@ Training a denoiser is regression: pick a clean image x0, a noise level sigma fr
 the schedule and Gaussian noise eps, show the model x0 + sigma * eps, and ask it for
 eps (mean squared error). ``training_loop`` is that, as a generator that yields
 its state before each optimizer step so the caller can log, plot or keep an EMA.
-The fast trainer with EMA and checkpoints is in ``smallunet.trainer``.
+``denoiser_loss`` is the one training step's loss that both ``training_loop`` and
+the fast trainer (``smallunet.trainer``, with EMA and checkpoints) use: the model's
+own ``get_loss`` per example, optionally weighted by noise level.
 """
 from __future__ import annotations
 
+from functools import partial
 from types import SimpleNamespace
 from typing import Iterable, Iterator
 
@@ -57,6 +60,22 @@ def generate_train_sample(x0, schedule: Schedule, conditional: bool = False, *, 
     return x0, sigma, eps, cond
 
 
+def denoiser_loss(model: nn.Module, x0: torch.Tensor, sigma: torch.Tensor, eps: torch.Tensor,
+                  cond: torch.Tensor | None = None, weight: torch.Tensor | None = None,
+                  net: nn.Module | None = None) -> torch.Tensor:
+    """The mean over the batch of ``weight * loss_per_example``, where the loss per
+    example is the model's own ``get_loss`` (eps-MSE for Unet, x0-MSE for PredX0,
+    v-MSE for PredV) averaged over the pixels. ``weight`` is (B,) or None (all 1,
+    which is smalldiffusion's loss). ``net`` is what the forward pass runs through
+    (a DDP or compiled wrapper of ``model``); default ``model`` itself."""
+    per_pixel = type(model).get_loss(net if net is not None else model, x0, sigma, eps,
+                                     cond=cond, loss=partial(nn.MSELoss, reduction="none"))
+    if weight is None:
+        return per_pixel.float().mean()
+    per_example = per_pixel.float().flatten(1).mean(1)              # (B,)
+    return (weight.reshape(-1).to(per_example) * per_example).mean()
+
+
 def _to(batch, device):
     if isinstance(batch, (tuple, list)):
         return type(batch)(b.to(device) for b in batch)
@@ -97,13 +116,12 @@ def training_loop(loader: Iterable,
 def _train(loader, model, schedule, epochs, conditional, optimizer) -> Iterator[SimpleNamespace]:
     """The loop of ``training_loop``, on checked arguments."""
     device = model_device(model)
-    get_loss = type(model).get_loss
     for epoch in range(epochs):
         for batch in loader:
             model.train()
             optimizer.zero_grad()
             x0, sigma, eps, cond = generate_train_sample(_to(batch, device), schedule, conditional)
-            loss = get_loss(model, x0, sigma, eps, cond=cond)
+            loss = denoiser_loss(model, x0, sigma, eps, cond=cond)
             yield SimpleNamespace(loss=loss, x0=x0, sigma=sigma, eps=eps, cond=cond,
                                   model=model, optimizer=optimizer, epoch=epoch)
             loss.backward()

@@ -15,7 +15,7 @@ from .embedding import SigmaEmbedderSinCos
 from .norm import Normalize
 from .resample import Downsample, Upsample
 from .resnet import ResnetBlock
-from .wrappers import ModelMixin
+from .denoiser import ModelMixin
 
 
 class CondSequential(nn.Sequential):

@@ -10,8 +10,8 @@ import torch
 matplotlib.use("Agg")
 
 from smallunet import Scaled, ScheduleLogLinear, Unet  # noqa: E402
-from smallunet.plotting import sampling as sp  # noqa: E402
-from smallunet.plotting import training as tp  # noqa: E402
+from smallunet.book.plotting import sampling as sp  # noqa: E402
+from smallunet.book.plotting import training as tp  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 

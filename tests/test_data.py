@@ -80,9 +80,20 @@ def test_root_comes_first(tmp_path, monkeypatch, no_default_dirs):
     assert len(x) == 4
 
 
-def test_missing_data_error(tmp_path, no_default_dirs):
-    with pytest.raises(FileNotFoundError) as err:
+def test_explicit_root_never_falls_back(tmp_path, monkeypatch, no_default_dirs):
+    fake_split(tmp_path / "env", "t10k", 3, compress=True)       # data elsewhere...
+    monkeypatch.setenv("SMALLUNET_DATA", str(tmp_path / "env"))
+    with pytest.raises(FashionMNISTNotFoundError, match="is not a folder"):
         load_fashion_mnist("test", root=tmp_path / "nothing", download=False)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FashionMNISTNotFoundError, match="lacks the FashionMNIST 'test' files"):
+        load_fashion_mnist("test", root=tmp_path / "empty")         # ...is not used instead
+
+
+def test_missing_data_error(tmp_path, no_default_dirs, monkeypatch):
+    monkeypatch.setenv("SMALLUNET_DATA", str(tmp_path / "nothing"))
+    with pytest.raises(FileNotFoundError) as err:
+        load_fashion_mnist("test", download=False)
     assert isinstance(err.value, FashionMNISTNotFoundError)
     message = str(err.value)
     for hint in (str(tmp_path / "nothing"), "no-debian", "no-cache", "apt-get install dataset-fashion-mnist",

@@ -11,7 +11,7 @@ import torch
 from smallunet.classifier import (CLASSIFIER_SHA256, WEIGHTS_PATH, FashionClassifier,
                                   load_classifier, sha256_of)
 from smallunet.data import load_fashion_mnist
-from smallunet.metrics import feature_statistics, fid, frechet_distance
+from smallunet.evaluation import feature_statistics, fid, frechet_distance
 
 
 def random_covariance(rng, d: int) -> np.ndarray:
@@ -69,14 +69,14 @@ def test_hash_check_catches_tampered_and_truncated(tmp_path):
     raw = bytearray(good.read_bytes())
     raw[-100] ^= 0xFF  # one weight changes, the file still parses
     tampered.write_bytes(bytes(raw))
-    with pytest.raises(ValueError, match=f"expected SHA-256 {CLASSIFIER_SHA256}, found"):
+    with pytest.raises(ValueError, match=f"expected {CLASSIFIER_SHA256}: the file was changed"):
         load_classifier(tampered)
 
     truncated = tmp_path / "truncated.safetensors"
     truncated.write_bytes(good.read_bytes()[: len(raw) // 2])
-    with pytest.raises(ValueError, match="do not match"):
+    with pytest.raises(ValueError, match="changed, truncated or replaced"):
         load_classifier(truncated)
-    with pytest.raises(ValueError, match="cannot read"):  # without the hash, safetensors notices
+    with pytest.raises(ValueError, match="not a valid safetensors file"):  # without the hash, safetensors notices
         load_classifier(truncated, sha256=None)
 
 

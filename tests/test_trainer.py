@@ -122,7 +122,7 @@ def test_exported_weights_load_as_pretrained(tmp_path):
 @pytest.mark.parametrize("bad, match", [
     (dict(batch_size=0), "batch_size must be >= 1"),
     (dict(lr=-1.0), "lr must be in"),
-    (dict(precision="fp8"), "precision must be 'auto', 'bf16' or 'fp32', got 'fp8'"),
+    (dict(precision="fp8"), "precision must be one of 'auto', 'bf16', 'fp32', got 'fp8'"),
     (dict(epochs=None, max_steps=None), "give a budget"),
     (dict(ema_decay=1.0), "ema_decay must be in"),
 ])

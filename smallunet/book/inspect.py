@@ -16,21 +16,16 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
-from .attention import Attention, AttnBlock
-from .unet import CondSequential, Unet
+from ..attention import AttnBlock
+from ..unet import CondSequential, Unet
+from .costs import count_parameters, flop_counter
 
 
 def _check_unet(model) -> Unet:
     if not isinstance(model, Unet):
         raise TypeError(f"model must be a smallunet Unet (or Scaled(Unet)), got {type(model).__name__}")
     return model
-
-
-def count_parameters(module: nn.Module) -> int:
-    """Number of scalars in the module's parameters."""
-    return sum(p.numel() for p in module.parameters())
 
 
 def push_modules(model: Unet) -> list[tuple[str, nn.Module]]:
@@ -176,20 +171,6 @@ def level_table(model: Unet) -> list[dict]:
     return rows
 
 
-def _sdpa_cpu_flops(query, key, value, *args, out_shape=None, **kwargs) -> int:
-    # FlopCounterMode has no formula for the CPU kernel of scaled_dot_product_attention;
-    # it costs what the GPU kernels cost: two batched matmuls, QK^T and (softmax)V.
-    return sdpa_flop_count(query, key, value)
-
-
-SDPA_CPU_FLOPS = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _sdpa_cpu_flops}
-
-
-def flop_counter() -> FlopCounterMode:
-    """A silent FlopCounterMode that also counts attention on the CPU."""
-    return FlopCounterMode(display=False, depth=None, custom_mapping=SDPA_CPU_FLOPS)
-
-
 @torch.no_grad()
 def flop_counts(model: Unet, x: torch.Tensor, sigma: torch.Tensor, cond=None) -> dict[str, int]:
     """FLOPs of one forward pass per stage (see ``stages``), plus ``"other"`` (whatever
@@ -249,36 +230,3 @@ def attention_spread(attn: torch.Tensor) -> dict[str, torch.Tensor]:
     dist = torch.cdist(pos, pos)                                          # (N, N)
     entropy = -(attn * attn.clamp_min(1e-12).log()).sum(-1)
     return dict(distance=(attn * dist).sum(-1), tokens=entropy.exp())
-
-
-def dit_cost(in_dim: int = 28, channels: int = 1, patch_size: int = 2, depth: int = 6,
-             head_dim: int = 32, num_heads: int = 6, mlp_ratio: float = 4.0) -> dict[str, int]:
-    """Parameters and FLOPs of one forward pass of a DiT (Peebles and Xie, 2023) laid
-    out as smalldiffusion's ``DiT``: patch embedding, ``depth`` blocks of adaLN-modulated
-    attention and MLP, a modulated final layer. The defaults are smalldiffusion's
-    FashionMNIST DiT. Built from this package's Attention and plain layers, only to
-    be counted (it is never trained here)."""
-    dim, n_tok = head_dim * num_heads, (in_dim // patch_size) ** 2
-    patch = patch_size ** 2 * channels
-
-    def block():
-        return nn.ModuleDict(dict(
-            mod=nn.Linear(dim, 6 * dim),                       # scale, shift, gate of two norms
-            attn=Attention(head_dim, num_heads, qkv_bias=True),
-            mlp=nn.Sequential(nn.Linear(dim, int(dim * mlp_ratio)), nn.GELU("tanh"),
-                              nn.Linear(int(dim * mlp_ratio), dim))))
-    embed = nn.ModuleDict(dict(patch=nn.Conv2d(channels, dim, patch_size, patch_size),
-                               sigma=nn.Sequential(nn.Linear(2, dim), nn.SiLU(), nn.Linear(dim, dim))))
-    final = nn.ModuleDict(dict(mod=nn.Linear(dim, 2 * dim), linear=nn.Linear(dim, patch)))
-    blocks = [block() for _ in range(depth)]
-    params = count_parameters(embed) + count_parameters(final) + sum(count_parameters(b) for b in blocks)
-    counter = flop_counter()
-    with counter, torch.no_grad():
-        tok = embed["patch"](torch.zeros(1, channels, in_dim, in_dim)).flatten(2).transpose(1, 2)  # (1, N, D)
-        y = embed["sigma"](torch.zeros(1, 2))                 # (1, D)
-        for b in blocks:
-            b["mod"](y)
-            tok = tok + b["attn"](tok)
-            tok = tok + b["mlp"](tok)
-        final["linear"](tok + final["mod"](y)[:, None, :dim])   # (1, N, p*p*C)
-    return dict(params=params, flops=counter.get_total_flops(), tokens=n_tok, width=dim)

@@ -1,7 +1,7 @@
 """Figures for the chapter on attention: where a query pixel of the trained U-Net
 looks, in each AttnBlock and at each noise level, and a widget to pick the pixel.
 
-Attention maps come from ``smallunet.inspect_unet.attention_maps``: a dict from the
+Attention maps come from ``smallunet.book.inspect.attention_maps``: a dict from the
 block's name to weights (B, heads, N, N) over a square grid of N = R * R tokens.
 Query pixels are given in the coordinates of the input image (row, col); a block at
 R x R sees pixel (row, col) as token (row * R // size, col * R // size).

@@ -8,9 +8,9 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
-from ..attention import AttnBlock
-from ..resnet import ResnetBlock
-from ..wrappers import alpha
+from ...attention import AttnBlock
+from ...resnet import ResnetBlock
+from ...denoiser import alpha
 from .common import figure, show_image
 
 __all__ = ["plot_noise_levels", "unet_layout", "plot_unet_map"]

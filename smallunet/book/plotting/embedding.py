@@ -9,8 +9,8 @@ import torch
 from matplotlib import cm, colors
 from matplotlib.figure import Figure
 
-from ..embedding import get_sigma_embeds
-from ..wrappers import alpha
+from ...embedding import get_sigma_embeds
+from ...denoiser import alpha
 from .common import figure, show_image
 
 __all__ = ["plot_sigma_scales", "plot_sincos", "plot_sincos_arcs", "plot_embedding",

@@ -1,40 +1,26 @@
-"""Figures for the chapter Sampling, and the small computations behind them: a
-denoising trajectory with the predicted x0 at every step, rows of samples per
-sampler, and FID against the number of steps (used by the chapter and by
-``scripts/fid_table.py``, so both compute it the same way).
+"""Figures for the chapter Sampling: a denoising trajectory with the predicted x0
+at every step, rows of samples per sampler, and FID against the number of steps.
+The numbers behind them (``generate``, ``fid_vs_steps``) live in
+``smallunet.evaluation``, which ``scripts/fid_table.py`` also uses.
 
 Every plotting function returns a matplotlib Figure and never calls ``plt.show()``.
 """
 from __future__ import annotations
 
-import contextlib
 from typing import Mapping, Sequence
 
 import numpy as np
 import torch
 from matplotlib.figure import Figure
 from torch import nn
-from tqdm.auto import tqdm
 
-from ..device import model_device
-from ..sampling import samples
+from ...device import model_device
+from ...evaluation import SAMPLERS, fid_vs_steps, generate, precision_context  # noqa: F401 (re-exported for the chapters)
+from ...sampling import samples
 from .common import new_figure, show_image
 
 __all__ = ["SAMPLERS", "precision_context", "trajectory", "generate", "fid_vs_steps",
            "plot_trajectory", "plot_sampler_rows", "plot_fid_vs_steps", "fid_markdown"]
-
-SAMPLERS = {                      # name -> (gam, mu), as in smalldiffusion
-    "DDPM": (1.0, 0.5),
-    "DDIM": (1.0, 0.0),
-    "accelerated": (2.0, 0.0),
-}
-
-
-def precision_context(device: torch.device, bf16: bool):
-    """bf16 autocast on ``device`` when ``bf16``, else nothing (the model runs in fp32)."""
-    if bf16:
-        return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 @torch.no_grad()
@@ -54,42 +40,6 @@ def trajectory(model: nn.Module, sigmas: torch.Tensor, gam: float = 1.0, mu: flo
         x0_hats.append((xts[-1].to(device) - sig * model.predict_eps(xts[-1].to(device), sig)).cpu())
         xts.append(x.cpu())
     return xts, x0_hats
-
-
-@torch.no_grad()
-def generate(model: nn.Module, sigmas: torch.Tensor, n: int, gam: float, mu: float, *,
-             batch: int = 256, seed: int = 0, bf16: bool = False, progress: bool = False) -> torch.Tensor:
-    """``n`` samples (n, C, H, W) on the CPU, in batches of ``batch``; the starting
-    noise of sample k depends only on (seed, batch, k), so samplers compared with the
-    same seed start from the same noise."""
-    device = model_device(model)
-    out = []
-    starts = range(0, n, batch)
-    for b, start in enumerate(tqdm(starts, desc=f"gam={gam}, mu={mu}, {len(sigmas) - 1} steps",
-                                   disable=not progress, leave=False)):
-        g = torch.Generator().manual_seed(seed * 1_000_003 + b)
-        m = min(batch, n - start)
-        with precision_context(device, bf16):
-            *_, x0 = samples(model, sigmas, gam=gam, mu=mu, batchsize=m, generator=g)
-        out.append(x0.float().cpu())
-    return torch.cat(out)
-
-
-def fid_vs_steps(model: nn.Module, schedule, reference_stats, steps: Sequence[int], n: int,
-                 samplers: Mapping[str, tuple[float, float]] = SAMPLERS, *, batch: int = 256,
-                 seed: int = 0, bf16: bool = False, progress: bool = True) -> dict[str, dict[int, float]]:
-    """FID-like score of ``n`` samples for every sampler and number of steps.
-
-    reference_stats: (mu, sigma) from ``smallunet.metrics.feature_statistics`` of real images.
-    Returns {sampler: {steps: fid}}. Samples are clamped to [-1, 1] before scoring."""
-    from ..metrics import fid
-    results: dict[str, dict[int, float]] = {}
-    jobs = [(name, k) for name in samplers for k in steps]
-    for name, k in tqdm(jobs, desc="FID vs steps", disable=not progress):
-        gam, mu = samplers[name]
-        x = generate(model, schedule.sample_sigmas(k), n, gam, mu, batch=batch, seed=seed, bf16=bf16)
-        results.setdefault(name, {})[k] = fid(x.clamp(-1, 1), reference_stats)
-    return results
 
 
 def fid_markdown(results: Mapping[str, Mapping[int, float]], floor: float | None = None,

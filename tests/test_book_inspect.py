@@ -1,4 +1,4 @@
-"""smallunet.inspect_unet: the skip trace, the level table, FLOPs per stage and the
+"""smallunet.book.inspect: the skip trace, the level table, FLOPs per stage and the
 attention maps agree with the model they were recorded from."""
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from einops import rearrange
 from torch.utils.flop_counter import FlopCounterMode
 
 from smallunet import AttnBlock, Scaled, Unet
-from smallunet.inspect_unet import (attention_maps, count_parameters, dit_cost, flop_counter,
-                                    flop_counts, level_table, pop_modules, push_modules,
-                                    skip_trace, stages, zero_skip)
+from smallunet.book.costs import count_parameters, dit_cost, flop_counter
+from smallunet.book.inspect import (attention_maps, flop_counts, level_table, pop_modules,
+                                    push_modules, skip_trace, stages, zero_skip)
 
 # (in_dim, ch, ch_mult, num_res_blocks, attn_resolutions): small, and the book's model
 SETTINGS = [

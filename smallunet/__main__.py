@@ -1,0 +1,4 @@
+"""python -m smallunet: the training command line (see smallunet.cli)."""
+from .cli import main
+
+main()

@@ -1,0 +1,312 @@
+"""Sample quality, measured one way everywhere (README, manifests, chapters, bench):
+an FID-like score and KID in the feature space of our FashionMNIST classifier.
+
+FID (Heusel et al., 2017) fits a Gaussian to the Inception-v3 features of each set and
+reports the Fréchet (2-Wasserstein) distance between the two Gaussians,
+
+    FD = |mu1 - mu2|^2 + tr(S1 + S2 - 2 (S1 S2)^(1/2)).
+
+We use the same formula on the 128-d penultimate features of ``FashionClassifier``
+(``smallunet.classifier``) instead of Inception's 2048-d ones, so the numbers are NOT
+comparable with published FIDs: only with each other, at the same sample count. The
+estimate is biased upwards for small sets; KID (Bińkowski et al., 2018), the unbiased
+squared MMD with the kernel (x.y / D + 1)^3, is not, and is reported beside it.
+
+The protocol (``evaluate``): reference statistics of all 10,000 test images (computed
+once, cached under a name that holds the hash of the classifier and of the images);
+n = 1000 samples with a fixed seed, the book's sampler (20 steps, gam=1.6); the floor
+is n random training images scored against the same reference, mean and spread over
+5 draws: a perfect generator would score about that.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from ._checks import check_float, check_image, check_int
+from .classifier import CLASSIFIER_SHA256, FashionClassifier, load_classifier
+from .device import model_device
+from .sampling import samples
+
+PROTOCOL = dict(n=1000, seed=0, steps=20, gam=1.6, mu=0.0, floor_draws=5,
+                sigma_min=0.01, sigma_max=20.0, N=800)
+SAMPLERS = {                      # name -> (gam, mu), as in smalldiffusion
+    "DDPM": (1.0, 0.5),
+    "DDIM": (1.0, 0.0),
+    "accelerated": (2.0, 0.0),
+}
+
+
+def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
+    """Fréchet distance between N(mu1, sigma1) and N(mu2, sigma2).
+
+    mu1, mu2: (D,) means; sigma1, sigma2: (D, D) covariances (numpy arrays or tensors).
+    eps:      kept for pytorch-fid's signature; the eigendecomposition needs no offset.
+    """
+    mu1, mu2 = (np.atleast_1d(np.asarray(m, dtype=np.float64)) for m in (mu1, mu2))
+    sigma1, sigma2 = (np.atleast_2d(np.asarray(s, dtype=np.float64)) for s in (sigma1, sigma2))
+    D = mu1.shape[0]
+    if mu1.shape != (D,) or mu2.shape != (D,) or sigma1.shape != (D, D) or sigma2.shape != (D, D):
+        raise ValueError(f"expected means of shape (D,) and covariances (D, D) with one D, got "
+                         f"mu1 {mu1.shape}, sigma1 {sigma1.shape}, mu2 {mu2.shape}, sigma2 {sigma2.shape}")
+    # tr (S1 S2)^(1/2) = tr (S1^(1/2) S2 S1^(1/2))^(1/2): the inner matrix is symmetric
+    # positive semi-definite, so eigh gives its square root stably, with no complex
+    # round-off and no singular-matrix warning (a feature with zero variance is fine).
+    root1 = _psd_sqrt(sigma1)
+    inner = root1 @ sigma2 @ root1
+    tr_covmean = np.sqrt(np.clip(np.linalg.eigvalsh((inner + inner.T) / 2), 0, None)).sum()
+    diff = mu1 - mu2
+    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * tr_covmean)
+
+
+def _psd_sqrt(a: np.ndarray) -> np.ndarray:
+    w, v = np.linalg.eigh((a + a.T) / 2)
+    return (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+
+
+def _check_images(name: str, images) -> Tensor:
+    check_image(name, images, channels=1, size=28)
+    if images.shape[0] < 2:
+        raise ValueError(f"{name} needs at least 2 images for a covariance, got {images.shape[0]}")
+    lo, hi = images.min().item(), images.max().item()
+    if not (-1.5 <= lo and hi <= 1.5):  # a little slack for unclamped samples
+        raise ValueError(f"{name} must hold images scaled to [-1, 1], got values in [{lo:.3g}, {hi:.3g}]"
+                         f" (for [0, 255] bytes use x / 127.5 - 1)")
+    return images
+
+
+_DEFAULT: dict[str, FashionClassifier] = {}  # the shipped classifier, loaded once per device
+
+
+def _default_classifier(device) -> FashionClassifier:
+    key = str(device)
+    if key not in _DEFAULT:
+        _DEFAULT[key] = load_classifier(device=device)
+    return _DEFAULT[key]
+
+
+@torch.no_grad()
+def features(images: Tensor, classifier: FashionClassifier | None = None,
+             batch_size: int = 500) -> np.ndarray:
+    """The classifier's penultimate features (N, D), float64, of images (N, 1, 28, 28)
+    in [-1, 1] on any device (moved to the classifier's)."""
+    _check_images("images", images)
+    check_int("batch_size", batch_size, minimum=1)
+    if classifier is None:
+        classifier = _default_classifier(images.device)
+    device = next(classifier.parameters()).device
+    was_training = classifier.training
+    classifier.eval()  # BatchNorm running statistics, no dropout
+    try:
+        feats = torch.cat([classifier.features(images[i:i + batch_size].to(device).float()).cpu()
+                           for i in range(0, len(images), batch_size)])  # (N, D)
+    finally:
+        classifier.train(was_training)
+    return feats.double().numpy()
+
+
+def feature_statistics(images: Tensor, classifier: FashionClassifier | None = None,
+                       batch_size: int = 500) -> tuple[np.ndarray, np.ndarray]:
+    """Mean (D,) and covariance (D, D), in float64, of the classifier's penultimate features.
+
+    images:     (N, 1, 28, 28) in [-1, 1], N >= 2, on any device (moved to the classifier's).
+    classifier: default the shipped one (``load_classifier()``), on the images' device.
+    batch_size: images per forward pass; changes memory use, not the result.
+    """
+    feats = features(images, classifier, batch_size)
+    return feats.mean(axis=0), np.cov(feats, rowvar=False)
+
+
+def kid(feats_a: np.ndarray, feats_b: np.ndarray, subsets: int = 10, subset_size: int = 1000,
+        seed: int = 0) -> tuple[float, float]:
+    """Kernel Inception Distance on features (N, D) and (M, D): the unbiased estimate
+    of the squared MMD with the polynomial kernel k(x, y) = (x.y / D + 1)^3, averaged
+    over ``subsets`` random subsets of ``min(subset_size, N, M)`` rows of each.
+    Returns (mean, standard deviation over the subsets)."""
+    feats_a, feats_b = np.asarray(feats_a, np.float64), np.asarray(feats_b, np.float64)
+    if feats_a.ndim != 2 or feats_b.ndim != 2 or feats_a.shape[1] != feats_b.shape[1]:
+        raise ValueError(f"expected features (N, D) and (M, D) with one D, got {feats_a.shape} and {feats_b.shape}")
+    check_int("subsets", subsets, minimum=1)
+    m = min(check_int("subset_size", subset_size, minimum=2), len(feats_a), len(feats_b))
+    if m < 2:
+        raise ValueError(f"KID needs at least 2 rows in each set, got {len(feats_a)} and {len(feats_b)}")
+    d = feats_a.shape[1]
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(subsets):
+        x = feats_a[rng.choice(len(feats_a), m, replace=False)]
+        y = feats_b[rng.choice(len(feats_b), m, replace=False)]
+        kxx, kyy, kxy = ((x @ x.T / d + 1) ** 3, (y @ y.T / d + 1) ** 3, (x @ y.T / d + 1) ** 3)
+        off = m * (m - 1)
+        values.append((kxx.sum() - np.trace(kxx)) / off + (kyy.sum() - np.trace(kyy)) / off
+                      - 2 * kxy.mean())
+    return float(np.mean(values)), float(np.std(values))
+
+
+def fid(generated: Tensor, reference, classifier: FashionClassifier | None = None,
+        batch_size: int = 500) -> float:
+    """FID-like score: Fréchet distance between the classifier features of two image sets.
+
+    generated: (N, 1, 28, 28) images in [-1, 1].
+    reference: (M, 1, 28, 28) images in [-1, 1], or their ``(mu, sigma)`` from
+               ``feature_statistics`` (compute it once when scoring many sets).
+    Compare only scores made with the same N: see ``fid_floor``.
+    """
+    stats_gen = feature_statistics(generated, classifier, batch_size)
+    if isinstance(reference, Tensor):
+        stats_ref = feature_statistics(reference, classifier, batch_size)
+    elif isinstance(reference, (tuple, list)) and len(reference) == 2:
+        stats_ref = reference
+    else:
+        raise TypeError(f"reference must be an image tensor or a (mu, sigma) pair, "
+                        f"got {type(reference).__name__}")
+    return frechet_distance(*stats_gen, *stats_ref)
+
+
+def _tensor_hash(x: Tensor) -> str:
+    return hashlib.sha256(x.detach().cpu().contiguous().numpy().tobytes()).hexdigest()
+
+
+def reference_features(root=None, cache: bool = True) -> np.ndarray:
+    """Features (10000, D) of all FashionMNIST test images with the shipped classifier,
+    cached in ``$XDG_CACHE_HOME/smallunet`` under a name holding the SHA-256 of the
+    classifier and of the images, so a changed classifier or data set is recomputed."""
+    from .data import cache_dir, load_fashion_mnist  # data -> evaluation, never the other way
+    x_test, _ = load_fashion_mnist("test", root=root)
+    key = hashlib.sha256((CLASSIFIER_SHA256 + _tensor_hash(x_test)).encode()).hexdigest()[:16]
+    path = Path(os.environ.get("SMALLUNET_EVAL_CACHE") or cache_dir()) / f"test_features_{key}.npy"
+    if cache and path.is_file():
+        return np.load(path)
+    feats = features(x_test)
+    if cache:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.npy")
+        np.save(tmp, feats)
+        os.replace(tmp, path)
+    return feats
+
+
+def reference_statistics(root=None) -> tuple[np.ndarray, np.ndarray]:
+    """(mu, sigma) of ``reference_features``: the protocol's reference."""
+    feats = reference_features(root)
+    return feats.mean(axis=0), np.cov(feats, rowvar=False)
+
+
+def fid_floor(n: int, seed: int = 0, classifier: FashionClassifier | None = None,
+              root=None) -> float:
+    """One draw of the real-versus-real floor: the FID-like score between n random
+    training images (drawn with ``seed``) and all 10,000 test images (the protocol's
+    reference; with a ``classifier`` other than the shipped one, its own statistics of
+    the test images). A generator scored on n samples cannot be expected to go below
+    about this. n: 2 <= n <= 60,000."""
+    from .data import load_fashion_mnist
+    check_int("n", n, minimum=2)
+    check_int("seed", seed)
+    x_train, _ = load_fashion_mnist("train", root=root)
+    if n > len(x_train):
+        raise ValueError(f"n must be <= {len(x_train)} (the training split's size), got n={n}")
+    if classifier is None:
+        ref = reference_statistics(root)
+    else:
+        ref = feature_statistics(load_fashion_mnist("test", root=root)[0], classifier)
+    gen = torch.Generator().manual_seed(seed)
+    train = x_train[torch.randperm(len(x_train), generator=gen)[:n]]
+    return fid(train, ref, classifier)
+
+
+def floor(n: int = PROTOCOL["n"], draws: int = PROTOCOL["floor_draws"], root=None) -> dict:
+    """The protocol's floor: FID and KID of n training images against the reference,
+    as mean and standard deviation over ``draws`` draws (seeds 0, 1, ...)."""
+    from .data import load_fashion_mnist
+    check_int("n", n, minimum=2)
+    check_int("draws", draws, minimum=1)
+    x_train, _ = load_fashion_mnist("train", root=root)
+    ref_feats = reference_features(root)
+    ref = ref_feats.mean(axis=0), np.cov(ref_feats, rowvar=False)
+    fids, kids = [], []
+    for seed in range(draws):
+        gen = torch.Generator().manual_seed(seed)
+        f = features(x_train[torch.randperm(len(x_train), generator=gen)[:n]])
+        fids.append(frechet_distance(f.mean(0), np.cov(f, rowvar=False), *ref))
+        kids.append(kid(f, ref_feats, seed=seed)[0])
+    return dict(fid_mean=float(np.mean(fids)), fid_std=float(np.std(fids)),
+                kid_mean=float(np.mean(kids)), kid_std=float(np.std(kids)), n=n, draws=draws,
+                fids=[round(v, 4) for v in fids])
+
+
+# --- samples, and scoring them ------------------------------------------------------------
+def precision_context(device: torch.device, bf16: bool):
+    """bf16 autocast on ``device`` when ``bf16``, else nothing (the model runs in fp32)."""
+    import contextlib
+    if bf16:
+        return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+@torch.no_grad()
+def generate(model: nn.Module, sigmas: torch.Tensor, n: int, gam: float, mu: float, *,
+             batch: int = 256, seed: int = 0, bf16: bool = False, progress: bool = False,
+             cond: torch.Tensor | None = None, cfg_scale: float = 0.0) -> torch.Tensor:
+    """``n`` samples (n, C, H, W) on the CPU, in batches of ``batch``; the starting
+    noise of sample k depends only on (seed, batch, k), so samplers compared with the
+    same seed start from the same noise. ``cond``: (n,) labels for a conditional model."""
+    check_int("n", n, minimum=1)
+    check_int("batch", batch, minimum=1)
+    check_int("seed", seed, minimum=0)
+    if cond is not None and (not isinstance(cond, torch.Tensor) or cond.shape != (n,)):
+        raise ValueError(f"cond must be a tensor of n={n} labels, got "
+                         f"{tuple(cond.shape) if isinstance(cond, torch.Tensor) else type(cond).__name__}")
+    device = model_device(model)
+    out = []
+    starts = range(0, n, batch)
+    for b, start in enumerate(tqdm(starts, desc=f"gam={gam}, mu={mu}, {len(sigmas) - 1} steps",
+                                   disable=not progress, leave=False)):
+        g = torch.Generator().manual_seed(seed * 1_000_003 + b)
+        m = min(batch, n - start)
+        kw = {} if cond is None else dict(cond=cond[start:start + m].to(device), cfg_scale=cfg_scale)
+        with precision_context(device, bf16):
+            *_, x0 = samples(model, sigmas, gam=gam, mu=mu, batchsize=m, generator=g, **kw)
+        out.append(x0.float().cpu())
+    return torch.cat(out)
+
+
+def fid_vs_steps(model: nn.Module, schedule, reference_stats, steps: Sequence[int], n: int,
+                 samplers: Mapping[str, tuple[float, float]] = SAMPLERS, *, batch: int = 256,
+                 seed: int = 0, bf16: bool = False, progress: bool = True) -> dict[str, dict[int, float]]:
+    """FID-like score of ``n`` samples for every sampler and number of steps.
+
+    reference_stats: (mu, sigma) from ``feature_statistics`` or ``reference_statistics``.
+    Returns {sampler: {steps: fid}}. Samples are clamped to [-1, 1] before scoring."""
+    results: dict[str, dict[int, float]] = {}
+    jobs = [(name, k) for name in samplers for k in steps]
+    for name, k in tqdm(jobs, desc="FID vs steps", disable=not progress):
+        gam, mu = samplers[name]
+        x = generate(model, schedule.sample_sigmas(k), n, gam, mu, batch=batch, seed=seed, bf16=bf16)
+        results.setdefault(name, {})[k] = fid(x.clamp(-1, 1), reference_stats)
+    return results
+
+
+def evaluate(model: nn.Module, n: int = PROTOCOL["n"], seed: int = PROTOCOL["seed"], *,
+             steps: int = PROTOCOL["steps"], gam: float = PROTOCOL["gam"], mu: float = PROTOCOL["mu"],
+             batch: int = 250, bf16: bool = False, progress: bool = False, root=None) -> dict:
+    """The protocol: FID-like score and KID of ``n`` samples (``steps`` steps of the
+    log-linear schedule 0.01..20, N=800, with ``gam`` and ``mu``) against all test images.
+    Returns a dict with fid, kid, kid_std, n, seed and the sampler's settings."""
+    from .schedules import ScheduleLogLinear
+    check_int("n", n, minimum=2)
+    check_float("gam", gam, low=0.0, low_open=True)
+    sigmas = ScheduleLogLinear(sigma_min=PROTOCOL["sigma_min"], sigma_max=PROTOCOL["sigma_max"],
+                               N=PROTOCOL["N"]).sample_sigmas(steps)
+    x = generate(model, sigmas, n, gam, mu, batch=batch, seed=seed, bf16=bf16, progress=progress)
+    f = features(x.clamp(-1, 1))
+    ref_feats = reference_features(root)
+    score = frechet_distance(f.mean(0), np.cov(f, rowvar=False), ref_feats.mean(0), np.cov(ref_feats, rowvar=False))
+    k, k_std = kid(f, ref_feats, seed=seed)
+    return dict(fid=float(score), kid=k, kid_std=k_std, n=n, seed=seed, steps=steps, gam=gam, mu=mu)
