@@ -6,6 +6,7 @@ fix instead of getting a stack trace from deep inside PyTorch.
 """
 from __future__ import annotations
 
+import math
 import numbers
 
 import torch
@@ -22,7 +23,7 @@ def check_int(name: str, value, *, minimum: int | None = None) -> int:
 
 def check_float(name: str, value, *, low: float | None = None, high: float | None = None,
                 low_open: bool = False, high_open: bool = False) -> float:
-    """``value`` must be a real number in the given interval."""
+    """``value`` must be a finite real number in the given interval."""
     if isinstance(value, torch.Tensor) and value.numel() == 1:
         value = value.item()
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
@@ -33,7 +34,7 @@ def check_float(name: str, value, *, low: float | None = None, high: float | Non
     interval = f"{lo}{'-inf' if low is None else low}, {'inf' if high is None else high}{hi}"
     bad_low = low is not None and (value <= low if low_open else value < low)
     bad_high = high is not None and (value >= high if high_open else value > high)
-    if bad_low or bad_high or value != value:
+    if bad_low or bad_high or not math.isfinite(value):
         raise ValueError(f"{name} must be in {interval}, got {name}={value}")
     return value
 

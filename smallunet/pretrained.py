@@ -31,27 +31,53 @@ def pretrained_info(name: str = PRETRAINED_NAME) -> dict:
     return json.loads(manifest.read_text())
 
 
+_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
+           "float64": torch.float64}
+
+
 def load_pretrained(path: str | os.PathLike | None = None, sha256: str | None = None,
-                    device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> Unet:
-    """The shipped Scaled(Unet) with its EMA weights, in eval mode.
+                    device: str | torch.device = "cpu", dtype: torch.dtype | str = torch.float32,
+                    name: str = PRETRAINED_NAME, weights: str = "ema") -> Unet:
+    """A shipped Scaled(Unet) (default the unconditional ``unet_fashion``), in eval mode.
 
     Args:
-        path: a weights file; default the shipped one (``weights/unet_fashion.safetensors``).
+        path: a weights file; default the shipped one named ``name``.
         sha256: the expected hash; default the one recorded in the manifest when
-            ``path`` is the shipped file. A mismatch raises ValueError.
-        device, dtype: where and in which precision to put the model.
+            ``path`` is a shipped file. A mismatch raises ValueError.
+        device: where to put the model ("cpu", "cuda", ...).
+        dtype: its precision: a torch.dtype or one of "float32", "float16", "bfloat16", "float64".
+        name: which shipped checkpoint (see ``weights/*.json``).
+        weights: "ema" (the averaged weights, for sampling) or "model" (the raw weights,
+            where the file holds them); a file lacking the asked-for kind is refused.
     """
+    if isinstance(dtype, str):
+        if dtype not in _DTYPES:
+            raise ValueError(f"dtype must be a torch.dtype or one of {', '.join(map(repr, _DTYPES))}, got {dtype!r}")
+        dtype = _DTYPES[dtype]
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(f"dtype must be a floating torch.dtype such as torch.float32, got {dtype!r}")
+    if weights not in ("ema", "model"):
+        raise ValueError(f"weights must be 'ema' or 'model', got {weights!r}")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={str(device)!r}: CUDA is not available on this machine; use device='cpu'")
     if path is None:
-        info = pretrained_info()
+        info = pretrained_info(name)
         path = WEIGHTS_DIR / info["file"]
         sha256 = sha256 or info["sha256"]
+    if Path(path).is_dir():
+        raise ValueError(f"path={str(path)!r} is a directory; give a .safetensors weights file")
     tensors, meta = load_checked(path, sha256=sha256)
     if "config" not in meta:
         raise ValueError(f"{path} has no 'config' in its metadata, so the architecture is unknown")
     cfg = TrainConfig.from_json(meta["config"])
     model = build_model(cfg)
-    weights = split_prefix(tensors, "ema") or split_prefix(tensors, "model")
-    if not weights:
-        raise ValueError(f"{path} holds no 'ema.*' or 'model.*' weights")
-    model.load_state_dict({k: v.to(torch.float32) for k, v in weights.items()}, strict=True)
+    state = split_prefix(tensors, weights)
+    if meta.get("format") == "smallunet-train-checkpoint-1" and weights == "ema":
+        state = split_prefix(state, "module")             # AveragedModel's layout
+    if not state:
+        held = sorted({k.split(".")[0] for k in tensors})
+        raise ValueError(f"{path} holds no {weights!r} weights ({weights}.*); it holds {held}"
+                         + ("; pass weights='model' to load the raw weights" if "model" in held else ""))
+    model.load_state_dict({k: v.to(torch.float32) for k, v in state.items()}, strict=True)
     return model.to(device=device, dtype=dtype).eval().requires_grad_(False)

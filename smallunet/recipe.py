@@ -218,7 +218,7 @@ def lr_factor(cfg: TrainConfig, step: int, total_steps: int | None = None) -> fl
             return warm
         t = min(1.0, (step - cfg.decay_start) / cfg.decay_steps)
         return warm * (1 - t * (1 - lo))
-    total = cfg.lr_total_steps or total_steps
+    total = cfg.lr_total_steps or total_steps or cfg.max_steps
     if total is None:
         raise ValueError(f"lr_schedule={cfg.lr_schedule!r} needs lr_total_steps or a budget in "
                          f"epochs or max_steps (a budget in minutes alone has no known end)")

@@ -21,6 +21,10 @@ from .device import model_device
 
 
 def _check_sigmas(sigmas) -> torch.Tensor:
+    from .schedules import Schedule
+    if isinstance(sigmas, Schedule):
+        raise TypeError(f"sigmas must be the levels of the steps, not the schedule itself: call "
+                        f"schedule.sample_sigmas(steps), e.g. {type(sigmas).__name__}(...).sample_sigmas(20)")
     if not isinstance(sigmas, torch.Tensor):
         try:
             sigmas = torch.as_tensor(sigmas, dtype=torch.float32)
@@ -32,6 +36,8 @@ def _check_sigmas(sigmas) -> torch.Tensor:
                          f"got shape {tuple(sigmas.shape)}")
     if not sigmas.is_floating_point():
         sigmas = sigmas.float()
+    if not bool(torch.isfinite(sigmas).all()):
+        raise ValueError(f"sigmas must be finite, got {sigmas.tolist()}")
     # Equal neighbours are allowed: sample_sigmas(steps) ends with two copies of the
     # smallest level when steps > 2N/3, a step of length zero.
     rises = (sigmas[1:] > sigmas[:-1]).nonzero()
@@ -72,7 +78,7 @@ def samples(model: nn.Module,
     sigmas = _check_sigmas(sigmas)
     gam = check_float("gam", gam)
     mu = check_float("mu", mu, low=0.0, high=1.0, high_open=True)
-    cfg_scale = check_float("cfg_scale", cfg_scale)
+    cfg_scale = check_float("cfg_scale", cfg_scale, low=0.0)
     check_int("batchsize", batchsize, minimum=1)
     if generator is not None and not (isinstance(generator, torch.Generator) and generator.device.type == "cpu"):
         raise TypeError(f"generator must be a CPU torch.Generator (the noise is drawn on the CPU), "
@@ -89,10 +95,16 @@ def samples(model: nn.Module,
         if xt.dim() != 1 + len(expected) or tuple(xt.shape[1:]) != expected:
             raise ValueError(f"xt must have shape (B, {', '.join(map(str, expected))}), "
                              f"got {tuple(xt.shape)}")
+        if batchsize not in (1, xt.shape[0]):
+            raise ValueError(f"batchsize={batchsize} disagrees with xt of batch {xt.shape[0]} "
+                             f"(shape {tuple(xt.shape)}); leave batchsize out when giving xt")
         xt, dtype = xt.to(device), xt.dtype
     batch = batchsize if xt is None else xt.shape[0]
     if cond is not None:
         check_tensor("cond", cond)
+        if cond.is_floating_point() or cond.dtype == torch.bool:
+            raise TypeError(f"cond must hold integer class labels, got dtype {cond.dtype} "
+                            f"(use cond.long())")
         if cond.shape[:1] != (batch,):
             raise ValueError(f"cond must have one label per sample ({batch},), "
                              f"got shape {tuple(cond.shape)}")
@@ -101,6 +113,11 @@ def samples(model: nn.Module,
         raise ValueError(f"cfg_scale={cfg_scale} needs labels: pass cond")
     if cfg_scale != 0 and getattr(model, "cond_embed", None) is None:
         raise ValueError(f"cfg_scale={cfg_scale} needs a conditional model (cond_embed is None)")
+    num_classes = getattr(getattr(model, "cond_embed", None), "num_classes", None)
+    if cond is not None and num_classes is not None and len(cond) and \
+            (int(cond.min()) < 0 or int(cond.max()) >= num_classes):
+        raise ValueError(f"cond must hold labels in [0, {num_classes}), got values from "
+                         f"{int(cond.min())} to {int(cond.max())}")
     return _sample(model, sigmas, gam, mu, cfg_scale, batchsize, xt, cond, generator,
                    device, dtype, model_dtype)
 

@@ -56,7 +56,7 @@ def test_installs_from_the_repository_on_colab_when_missing(monkeypatch):
     assert len(calls) == 1
     cmd = calls[0]
     assert cmd[:4] == [sys.executable, "-m", "pip", "install"]
-    assert cmd[-1] == f"smallunet @ git+{ns['REPO']}.git@main"
+    assert cmd[-1] == f"smallunet[book] @ git+{ns['REPO']}.git@main"
 
 
 @pytest.mark.parametrize("on_colab, installed", [(False, False), (False, True), (True, True)])

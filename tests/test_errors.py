@@ -360,3 +360,40 @@ def test_no_assert_statements_in_the_package():
             if isinstance(node, ast.Assert):
                 found.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno}")
     assert not found, f"assert statements in smallunet: {found}"
+
+
+def test_sampling_non_finite_and_mismatched_input(model, cond_model):
+    with our_error(ValueError, esc("gam must be in (-inf, inf), got gam=nan")):
+        samples(model, SIGMAS, gam=float("nan"))
+    with our_error(ValueError, esc("gam must be in (-inf, inf), got gam=inf")):
+        samples(model, SIGMAS, gam=float("inf"))
+    with our_error(ValueError, esc("sigmas must be finite, got [inf, 1.0, 0.5]")):
+        samples(model, torch.tensor([float("inf"), 1.0, 0.5]))
+    with our_error(ValueError, esc("batchsize=3 disagrees with xt of batch 2 (shape (2, 1, 8, 8))")):
+        samples(model, SIGMAS, batchsize=3, xt=torch.randn(2, 1, 8, 8))
+    with our_error(TypeError, esc("not the schedule itself: call schedule.sample_sigmas(steps)")):
+        samples(model, ScheduleLogLinear(N=10))
+    with our_error(ValueError, esc("cfg_scale must be in [0.0, inf), got cfg_scale=-1.0")):
+        samples(cond_model, SIGMAS, cfg_scale=-1.0, cond=torch.tensor([0]))
+    with our_error(TypeError, esc("cond must hold integer class labels, got dtype torch.float32")):
+        samples(cond_model, SIGMAS, batchsize=2, cond=torch.tensor([0.0, 1.0]))
+    n = cond_model.cond_embed.num_classes
+    with our_error(ValueError, esc(f"cond must hold labels in [0, {n}), got values from 0 to {n}")):
+        samples(cond_model, SIGMAS, batchsize=2, cond=torch.tensor([0, n]))
+
+
+def test_load_pretrained_bad_arguments(tmp_path):
+    from smallunet import load_pretrained
+    with our_error(ValueError, esc("dtype must be a torch.dtype or one of 'float32', 'float16', 'bfloat16', "
+                                   "'float64', got 'half'")):
+        load_pretrained(dtype="half")
+    assert next(load_pretrained(dtype="float16").parameters()).dtype == torch.float16
+    with our_error(ValueError, esc("is a directory; give a .safetensors weights file")):
+        load_pretrained(tmp_path)
+    with our_error(ValueError, esc("holds no 'model' weights (model.*); it holds ['ema']")):
+        load_pretrained(weights="model")
+    with our_error(ValueError, esc("weights must be 'ema' or 'model', got 'raw'")):
+        load_pretrained(weights="raw")
+    if not torch.cuda.is_available():
+        with our_error(ValueError, esc("device='cuda': CUDA is not available on this machine")):
+            load_pretrained(device="cuda")

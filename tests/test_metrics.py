@@ -128,3 +128,38 @@ def test_feature_statistics_keeps_mode_and_checks_input(test_split, classifier):
         fid(x[:20], feature_statistics(x[20:40], classifier), classifier), rel=1e-9)
     with pytest.raises(TypeError, match="reference"):
         fid(x[:10], "test", classifier)
+
+
+# --- the protocol's pieces: FD against scipy, KID, the cached reference --------------------
+def test_frechet_matches_scipy_sqrtm():
+    from scipy import linalg
+    rng = np.random.default_rng(3)
+    mu1, mu2 = rng.standard_normal(20), rng.standard_normal(20)
+    s1, s2 = random_covariance(rng, 20), random_covariance(rng, 20)
+    expected = (np.sum((mu1 - mu2) ** 2) + np.trace(s1) + np.trace(s2)
+                - 2 * np.trace(linalg.sqrtm(s1 @ s2).real))
+    assert frechet_distance(mu1, s1, mu2, s2) == pytest.approx(expected, rel=1e-8)
+
+
+def test_kid_is_unbiased_and_detects_a_shift():
+    from smallunet.evaluation import kid
+    rng = np.random.default_rng(0)
+    same = [kid(rng.standard_normal((200, 8)), rng.standard_normal((200, 8)), subsets=1, seed=s)[0]
+            for s in range(20)]
+    assert abs(np.mean(same)) < 3 * np.std(same) / np.sqrt(20) + 1e-3   # mean near 0 (unbiased)
+    assert min(same) < 0                                                # so it can go below 0
+    shifted, spread = kid(rng.standard_normal((300, 8)) + 0.5, rng.standard_normal((300, 8)))
+    assert shifted > 10 * abs(np.mean(same)) and spread >= 0
+    with pytest.raises(ValueError, match=r"expected features \(N, D\) and \(M, D\)"):
+        kid(np.zeros((5, 3)), np.zeros((5, 4)))
+
+
+def test_reference_features_are_cached_under_the_hash(test_split, tmp_path, monkeypatch):
+    from smallunet import evaluation
+    monkeypatch.setenv("SMALLUNET_EVAL_CACHE", str(tmp_path))
+    feats = evaluation.reference_features()
+    cached = list(tmp_path.glob("test_features_*.npy"))
+    assert len(cached) == 1 and feats.shape == (10000, 128)
+    np.save(cached[0], feats[:5])                       # the cache is what is read back
+    assert evaluation.reference_features().shape == (5, 128)
+    assert evaluation.reference_features(cache=False).shape == (10000, 128)
