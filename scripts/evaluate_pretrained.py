@@ -1,17 +1,22 @@
-"""Measure the shipped checkpoint's sample quality and record it in its manifest.
+"""Measure a checkpoint's sample quality with the project's one protocol and record it.
 
-    python scripts/evaluate_pretrained.py --n 1000 --write
+    python scripts/evaluate_pretrained.py --write                     # the shipped unet_fashion
+    python scripts/evaluate_pretrained.py --weights runs/x.safetensors  # any weights, print only
 
-Draws n samples with the book's call, samples(model, ScheduleLogLinear(sigma_min=0.01,
-sigma_max=20, N=800).sample_sigmas(20), gam=1.6), and computes the FID-like score
-(Frechet distance in the feature space of the project's FashionMNIST classifier)
-against n random test images, and the real-versus-real floor: n random training
-images against the same n test images. With --write both go into
-smallunet/weights/unet_fashion.json under "metrics", and a grid of 64 samples into
-bench/pretrained_samples.png.
+The protocol (``smallunet.evaluation``): n = 1000 samples (seed 0) with the book's
+sampler, samples(model, ScheduleLogLinear(0.01, 20, N=800).sample_sigmas(20), gam=1.6),
+scored by the FID-like score and KID against the features of all 10,000 test images;
+the floor is n random training images against the same reference, mean and spread
+over 5 draws. With --write the metrics go into smallunet/weights/NAME.json with
+``weights_sha256``, the hash of the file scored: the script refuses to write metrics
+for any file but the one the manifest names. It also records the FID at the end of
+the last training segment, writes a 10x10 grid of samples to
+bench/pretrained_samples.png, and the curve of FID against images seen to
+bench/fid_vs_images.png from the manifest's segments.
 """
 import argparse
 import json
+import platform
 import sys
 import time
 from pathlib import Path
@@ -20,58 +25,94 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from smallunet import ScheduleLogLinear, load_fashion_mnist, load_pretrained, samples  # noqa: E402
-from smallunet.evaluation import feature_statistics, frechet_distance  # noqa: E402
-from smallunet.pretrained import PRETRAINED_NAME, WEIGHTS_DIR  # noqa: E402
+from smallunet import evaluation  # noqa: E402
+from smallunet.checkpoint import sha256_of  # noqa: E402
+from smallunet.pretrained import PRETRAINED_NAME, WEIGHTS_DIR, load_pretrained, pretrained_info  # noqa: E402
 
 
-def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--n", type=int, default=1000)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch", type=int, default=250)
-    p.add_argument("--weights", default=None, help="a weights file (default: the shipped one)")
-    p.add_argument("--write", action="store_true")
-    args = p.parse_args()
-    model = load_pretrained(args.weights) if args.weights is None else load_pretrained(args.weights, sha256=None)
-    sigmas = ScheduleLogLinear(sigma_min=0.01, sigma_max=20, N=800).sample_sigmas(20)
-    gen = torch.Generator().manual_seed(args.seed)
-    t0, out = time.time(), []
-    for start in range(0, args.n, args.batch):
-        b = min(args.batch, args.n - start)
-        *_, x0 = samples(model, sigmas, gam=1.6, batchsize=b, generator=gen)
-        out.append(x0.clamp(-1, 1))
-    fake = torch.cat(out)
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--name", default=PRETRAINED_NAME, help="shipped checkpoint (default %(default)s)")
+    p.add_argument("--weights", type=Path, default=None, help="a weights file instead of the shipped one")
+    p.add_argument("--n", type=int, default=evaluation.PROTOCOL["n"])
+    p.add_argument("--seed", type=int, default=evaluation.PROTOCOL["seed"])
+    p.add_argument("--floor-draws", type=int, default=evaluation.PROTOCOL["floor_draws"])
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--bf16", action="store_true", help="sample under bf16 autocast (default fp32)")
+    p.add_argument("--write", action="store_true", help="record the metrics in the manifest")
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    info = pretrained_info(args.name)
+    shipped = WEIGHTS_DIR / info["file"]
+    path = args.weights or shipped
+    sha = sha256_of(path)
+    if args.write and sha != info["sha256"]:
+        p.error(f"--write records metrics for the shipped {info['file']} (SHA-256 {info['sha256']}), "
+                f"but {path} has SHA-256 {sha}: export it first (scripts/export_pretrained.py)")
+    model = load_pretrained(path, sha256=sha)
+
+    t0 = time.time()
+    result = evaluation.evaluate(model, n=args.n, seed=args.seed, bf16=args.bf16, progress=True)
     seconds = time.time() - t0
-    x_train, _ = load_fashion_mnist("train")
-    x_test, _ = load_fashion_mnist("test")
-    g = torch.Generator().manual_seed(args.seed)
-    train = x_train[torch.randperm(len(x_train), generator=g)[:args.n]]
-    test = x_test[torch.randperm(len(x_test), generator=g)[:args.n]]
-    ref = feature_statistics(test)
-    score = frechet_distance(*feature_statistics(fake), *ref)
-    floor = frechet_distance(*feature_statistics(train), *ref)
-    metrics = {"fid": round(score, 3), "floor": round(floor, 3), "n": args.n, "seed": args.seed,
-               "sampler": "samples(model, ScheduleLogLinear(sigma_min=0.01, sigma_max=20, N=800).sample_sigmas(20), gam=1.6)",
-               "metric": "Frechet distance of the project's FashionMNIST classifier features (FID-like, not Inception FID)",
-               "command": f"python scripts/evaluate_pretrained.py --n {args.n} --seed {args.seed} --write",
-               "sampling_seconds": round(seconds, 1)}
-    print(json.dumps(metrics))
-    if args.write:
-        manifest = WEIGHTS_DIR / f"{PRETRAINED_NAME}.json"
-        info = json.loads(manifest.read_text())
-        info["metrics"] = metrics
-        manifest.write_text(json.dumps(info, indent=2) + "\n")
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        fig, axes = plt.subplots(4, 16, figsize=(16, 4.4))
-        for ax, im in zip(axes.flat, fake[:64]):
-            ax.imshow(im[0].numpy(), cmap="gray", vmin=-1, vmax=1)
-            ax.axis("off")
-        fig.suptitle(f"64 samples of the shipped checkpoint (step {info['step']}, FID-like {score:.1f}, floor {floor:.1f} at n={args.n})")
+    fl = evaluation.floor(n=args.n, draws=args.floor_draws)
+    cmd = "python scripts/evaluate_pretrained.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    metrics = {
+        "fid": round(result["fid"], 3), "kid": round(result["kid"], 5), "kid_std": round(result["kid_std"], 5),
+        "floor_fid_mean": round(fl["fid_mean"], 3), "floor_fid_std": round(fl["fid_std"], 3),
+        "floor_kid_mean": round(fl["kid_mean"], 5), "floor_kid_std": round(fl["kid_std"], 5),
+        "ratio_to_floor": round(result["fid"] / fl["fid_mean"], 2),
+        "n": args.n, "seed": args.seed, "floor_draws": args.floor_draws,
+        "sampler": f"samples(model, ScheduleLogLinear(sigma_min=0.01, sigma_max=20, N=800)"
+                   f".sample_sigmas({result['steps']}), gam={result['gam']}, mu={result['mu']})",
+        "reference": "classifier features of all 10,000 FashionMNIST test images",
+        "metric": "Frechet distance and KID of the project's FashionMNIST classifier features "
+                  "(FID-like, not Inception FID)",
+        "weights_sha256": sha, "command": cmd.strip(), "sampling_seconds": round(seconds, 1),
+        "precision": "bf16 autocast" if args.bf16 else "fp32",
+        "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads",
+    }
+    print(json.dumps(metrics, indent=2))
+    if not args.write:
+        return
+    manifest = WEIGHTS_DIR / f"{args.name}.json"
+    info = json.loads(manifest.read_text())
+    info["metrics"] = metrics
+    for seg in info.get("segments", []):
+        if seg.get("weights_sha256") == sha:
+            seg["fid_end"] = {"fid": metrics["fid"], "kid": metrics["kid"], "floor": metrics["floor_fid_mean"],
+                              "protocol": "evaluation.PROTOCOL (n=1000 against all 10,000 test images)"}
+    manifest.write_text(json.dumps(info, indent=2) + "\n")
+    figures(model, info, metrics)
+
+
+def figures(model, info, metrics):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from smallunet import ScheduleLogLinear
+    x = evaluation.generate(model, ScheduleLogLinear(0.01, 20, N=800).sample_sigmas(20), 100, 1.6, 0.0,
+                            seed=metrics["seed"])
+    fig, axes = plt.subplots(10, 10, figsize=(7, 7.4))
+    for ax, im in zip(axes.flat, x.clamp(-1, 1)):
+        ax.imshow(im[0].numpy(), cmap="gray", vmin=-1, vmax=1)
+        ax.axis("off")
+    fig.suptitle(f"100 samples of {info['file']} ({info['images_seen']:,} images seen; "
+                 f"FID-like {metrics['fid']:.1f}, floor {metrics['floor_fid_mean']:.1f})", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(ROOT / "bench" / "pretrained_samples.png", dpi=100)
+    points = [(s["images_seen"], s["fid_end"]["fid"]) for s in info.get("segments", [])
+              if s.get("fid_end") and "10,000" in s["fid_end"].get("protocol", "")]
+    if points:
+        fig, ax = plt.subplots(figsize=(5, 3.2))
+        ax.plot([p[0] for p in points], [p[1] for p in points], "o-", label=info["file"])
+        ax.axhline(metrics["floor_fid_mean"], ls="--", c="k", lw=1, label="floor (real vs real)")
+        ax.axhline(2 * metrics["floor_fid_mean"], ls=":", c="k", lw=1, label="2 x floor (the goal)")
+        ax.set(xlabel="training images seen", ylabel="FID-like (n=1000)", yscale="log")
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
         fig.tight_layout()
-        fig.savefig(ROOT / "bench" / "pretrained_samples.png", dpi=80)
+        fig.savefig(ROOT / "bench" / "fid_vs_images.png", dpi=100)
 
 
 if __name__ == "__main__":

@@ -1,51 +1,107 @@
-"""Turn a training checkpoint (or exported weights) into the shipped pretrained file.
+"""Ship a training segment: its EMA weights as the pretrained file, its raw weights to
+continue from, and one more entry in the manifest's history of segments.
 
-    python scripts/export_pretrained.py runs/cpu_b64.safetensors --note "CPU run, ..."
+    python scripts/export_pretrained.py runs/seg2.safetensors --minutes 110 --threads 1 \\
+        --command "$(cat runs/seg2.sh | tail -n +4)" --machine "2-core CPU, 1 thread"
 
-Writes smallunet/weights/unet_fashion.safetensors (EMA weights, fp16) and records
-its SHA-256 and the training facts in smallunet/weights/unet_fashion.json; keeps any
-FID already recorded there unless --drop-metrics is given.
+Writes (in the layout of ``smallunet.checkpoint.write_weights``, fp16):
+  smallunet/weights/NAME.safetensors          ema.*   (what load_pretrained(name=NAME) reads)
+  checkpoints/NAME_raw_fp16.safetensors       model.* (the raw weights, to train on:
+      python -m smallunet --init-weights checkpoints/NAME_raw_fp16.safetensors \\
+          --init-ema smallunet/weights/NAME.safetensors ...)
+and smallunet/weights/NAME.json: the file's SHA-256, the total steps and images seen,
+the latest recipe, and ``segments`` (one entry per training segment: steps, batch,
+images, minutes, threads, command; the FID at its end is added by
+scripts/evaluate_pretrained.py). Metrics of older weights are dropped: they carry
+the hash of the weights they scored, which is no longer the shipped file's.
 """
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
-import torch
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from smallunet.checkpoint import load_checked, save_atomic, sha256_of, split_prefix  # noqa: E402
+from smallunet.checkpoint import read_weights, sha256_of, write_weights  # noqa: E402
 from smallunet.pretrained import PRETRAINED_NAME, WEIGHTS_DIR  # noqa: E402
 
 
-def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("source", help="training checkpoint or exported weights")
-    p.add_argument("--note", default="", help="how it was trained (machine, wall time)")
-    p.add_argument("--drop-metrics", action="store_true")
-    args = p.parse_args()
-    tensors, meta = load_checked(args.source)
-    ema = split_prefix(tensors, "ema")
-    ema = {k[len("module."):]: v for k, v in ema.items() if k.startswith("module.")} or ema
-    ema = {k: v for k, v in ema.items() if k != "n_averaged"}
-    out = WEIGHTS_DIR / f"{PRETRAINED_NAME}.safetensors"
+def migrate(old: dict) -> list[dict]:
+    """The first segment, read from a manifest written before segments were recorded."""
+    if "step" not in old:
+        return []
+    found = re.search(r"after ([0-9.]+) min wall", old.get("note", ""))
+    threads = re.search(r"--threads ([0-9]+)", old.get("note", ""))
+    metrics = old.get("metrics", {})
+    return [dict(segment=1, start_step=0, end_step=old["step"], batch_size=old["batch_size"],
+                 images=old["images_seen"], images_seen=old["images_seen"], epochs_seen=old["epochs"],
+                 minutes=float(found.group(1)) if found else None,
+                 threads=int(threads.group(1)) if threads else None, machine="this project's 2-core CPU machine",
+                 command=old.get("note", ""), recipe={k: old["config"].get(k) for k in ("lr", "dropout", "ema_decay")},
+                 weights_sha256=old["sha256"],
+                 fid_end=_fid_end(metrics) if metrics else None)]
+
+
+def _fid_end(metrics: dict) -> dict:
+    if "floor_fid_mean" in metrics:      # scored with evaluation.PROTOCOL
+        return {"fid": metrics["fid"], "kid": metrics["kid"], "floor": metrics["floor_fid_mean"],
+                "protocol": "evaluation.PROTOCOL (n=1000 against all 10,000 test images)"}
+    return {"fid": metrics["fid"], "floor": metrics.get("floor"),
+            "protocol": "n=1000 samples against 1000 test images (before the 10,000-image reference)"}
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("source", help="training checkpoint (or exported weights) at the end of the segment")
+    p.add_argument("--name", default=PRETRAINED_NAME, help="the checkpoint's name (default %(default)s)")
+    p.add_argument("--minutes", type=float, required=True, help="wall-clock minutes of this segment")
+    p.add_argument("--threads", type=int, required=True, help="torch threads of this segment")
+    p.add_argument("--machine", default="this project's 2-core CPU machine")
+    p.add_argument("--command", required=True, help="the command that trained this segment")
+    p.add_argument("--note", default=None, help="replace the manifest's note")
+    p.add_argument("--weights-dir", type=Path, default=WEIGHTS_DIR)
+    p.add_argument("--raw-dir", type=Path, default=ROOT / "checkpoints")
+    args = p.parse_args(argv)
+
+    ema, raw, meta = read_weights(args.source)
+    if not ema or not raw:
+        p.error(f"{args.source} must hold both ema.* and model.* weights")
     cfg = json.loads(meta["config"])
-    save_atomic({f"ema.{k}": v.to(torch.float16) for k, v in ema.items()}, out,
-                metadata={"config": meta["config"], "step": meta.get("step", "0"),
-                          "format": "smallunet-weights-1"})
-    manifest_path = WEIGHTS_DIR / f"{PRETRAINED_NAME}.json"
+    step = int(meta["step"])
+    manifest_path = args.weights_dir / f"{args.name}.json"
     old = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
-    info = {"file": out.name, "sha256": sha256_of(out), "bytes": out.stat().st_size,
-            "dtype": "float16", "weights": "EMA", "step": int(meta.get("step", 0)),
-            "batch_size": cfg["batch_size"], "lr": cfg["lr"], "ema_decay": cfg["ema_decay"],
-            "images_seen": int(meta.get("step", 0)) * cfg["batch_size"],
-            "epochs": round(int(meta.get("step", 0)) * cfg["batch_size"] / 60000, 3),
-            "config": cfg, "note": args.note or old.get("note", "")}
-    if not args.drop_metrics and "metrics" in old:
-        info["metrics"] = old["metrics"]
+    segments = list(old.get("segments", [])) or migrate(old)
+    start = segments[-1]["end_step"] if segments else 0
+    if step <= start:
+        p.error(f"{args.source} is at step {step}, not past the last segment's end ({start})")
+    images_before = segments[-1]["images_seen"] if segments else 0
+    images = (step - start) * cfg["batch_size"]
+    keep = {"config": meta["config"], "step": str(step), "ema_updates": meta.get("ema_updates", "0"),
+            "history": meta.get("history", "[]")}
+
+    out = write_weights(args.weights_dir / f"{args.name}.safetensors", ema, None, keep)
+    raw_out = write_weights(args.raw_dir / f"{args.name}_raw_fp16.safetensors", None, raw, keep)
+    sha = sha256_of(out)
+    segments.append(dict(
+        segment=len(segments) + 1, start_step=start, end_step=step, batch_size=cfg["batch_size"],
+        images=images, images_seen=images_before + images, epochs_seen=round((images_before + images) / 60000, 3),
+        minutes=args.minutes, threads=args.threads, machine=args.machine, command=args.command,
+        recipe={k: cfg[k] for k in ("lr", "lr_schedule", "warmup_steps", "decay_start", "decay_steps",
+                                    "dropout", "sigma_dist", "sigma_mean", "sigma_std", "sigma_mix",
+                                    "loss_weight", "min_snr_gamma", "ema_decay") if k in cfg},
+        weights_sha256=sha))
+    info = {"file": out.name, "sha256": sha, "bytes": out.stat().st_size, "dtype": "float16",
+            "weights": "EMA", "step": step, "images_seen": images_before + images,
+            "epochs": round((images_before + images) / 60000, 3), "batch_size": cfg["batch_size"],
+            "raw_weights": {"file": str(raw_out.relative_to(ROOT)) if raw_out.is_relative_to(ROOT) else str(raw_out),
+                            "sha256": sha256_of(raw_out)},
+            "config": cfg, "note": args.note or old.get("note", ""), "segments": segments}
+    for key in ("recommended_cfg_scale",):
+        if key in old:
+            info[key] = old[key]
     manifest_path.write_text(json.dumps(info, indent=2) + "\n")
-    print(json.dumps({k: info[k] for k in ("file", "sha256", "bytes", "step", "epochs")}))
+    print(json.dumps({k: info[k] for k in ("file", "sha256", "step", "images_seen", "epochs")}))
 
 
 if __name__ == "__main__":

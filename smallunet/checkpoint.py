@@ -98,3 +98,37 @@ def optimizer_from_tensors(optimizer: torch.optim.Optimizer, tensors: dict[str, 
         pid, name = key.split(".", 1)
         state.setdefault(int(pid), {})[name] = value
     optimizer.load_state_dict({"state": state, "param_groups": json.loads(param_groups_json)})
+
+
+WEIGHTS_FORMAT = "smallunet-weights-1"
+TRAIN_FORMAT = "smallunet-train-checkpoint-1"
+
+
+def read_weights(path: str | os.PathLike, sha256: str | None = None
+                 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], dict[str, str]]:
+    """(ema state_dict, model state_dict, metadata) from exported weights or a training
+    checkpoint; either state_dict may be empty when the file lacks it. A training
+    checkpoint's AveragedModel layout (``ema.module.*``, ``ema.n_averaged``) is
+    unwrapped, and its update count goes into the metadata as ``ema_updates``."""
+    if Path(path).is_dir():
+        raise ValueError(f"{str(path)!r} is a directory; give a .safetensors file")
+    tensors, meta = load_checked(path, sha256=sha256)
+    meta = dict(meta)
+    ema, model = split_prefix(tensors, "ema"), split_prefix(tensors, "model")
+    if meta.get("format") == TRAIN_FORMAT:
+        if "n_averaged" in ema:
+            meta["ema_updates"] = str(int(ema["n_averaged"]))
+        ema = split_prefix(ema, "module")
+    return ema, model, meta
+
+
+def write_weights(path: str | os.PathLike, ema: dict[str, torch.Tensor] | None,
+                  model: dict[str, torch.Tensor] | None, metadata: dict[str, str],
+                  dtype: torch.dtype = torch.float16) -> Path:
+    """The one layout of exported weights (``ema.*`` and/or ``model.*`` in ``dtype``,
+    format smallunet-weights-1), as Trainer.export_weights and the release script write it."""
+    tensors = {f"ema.{k}": v.to(dtype) for k, v in (ema or {}).items()}
+    tensors.update({f"model.{k}": v.to(dtype) for k, v in (model or {}).items()})
+    if not tensors:
+        raise ValueError("nothing to write: give ema or model weights")
+    return save_atomic(tensors, path, metadata={**metadata, "format": WEIGHTS_FORMAT})

@@ -77,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--checkpoint", default=None, help="training checkpoint to resume from and write to")
     run.add_argument("--init-weights", default=None,
                      help="weights file or training checkpoint to start from, with a fresh optimizer")
+    run.add_argument("--init-ema", default=None,
+                     help="weights file whose EMA weights replace those of --init-weights")
     run.add_argument("--export", default=None, help="write EMA and model weights (fp16) here at the end")
     run.add_argument("--threads", type=int, default=None, help="CPU threads (torch.set_num_threads), >= 1")
     run.add_argument("--data-root", default=None,
@@ -121,6 +123,7 @@ def main(argv=None) -> None:
     data, labels = load_fashion_mnist("train", root=args.data_root)
     trainer = Trainer(cfg, data=data, labels=labels if cfg.num_classes else None,
                       checkpoint=args.checkpoint, init_weights=args.init_weights,
+                      init_ema=args.init_ema,
                       progress=not args.no_progress)
     start_step, t0 = trainer.step, time.time()
     trainer.run()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import load_checked, split_prefix
+from .checkpoint import read_weights
 from .recipe import TrainConfig, build_model
 from .unet import Unet
 
@@ -67,17 +67,14 @@ def load_pretrained(path: str | os.PathLike | None = None, sha256: str | None = 
         sha256 = sha256 or info["sha256"]
     if Path(path).is_dir():
         raise ValueError(f"path={str(path)!r} is a directory; give a .safetensors weights file")
-    tensors, meta = load_checked(path, sha256=sha256)
+    ema, raw, meta = read_weights(path, sha256=sha256)
     if "config" not in meta:
         raise ValueError(f"{path} has no 'config' in its metadata, so the architecture is unknown")
-    cfg = TrainConfig.from_json(meta["config"])
-    model = build_model(cfg)
-    state = split_prefix(tensors, weights)
-    if meta.get("format") == "smallunet-train-checkpoint-1" and weights == "ema":
-        state = split_prefix(state, "module")             # AveragedModel's layout
+    model = build_model(TrainConfig.from_json(meta["config"]))
+    state = ema if weights == "ema" else raw
     if not state:
-        held = sorted({k.split(".")[0] for k in tensors})
+        held = [kind for kind, sd in (("ema", ema), ("model", raw)) if sd]
         raise ValueError(f"{path} holds no {weights!r} weights ({weights}.*); it holds {held}"
-                         + ("; pass weights='model' to load the raw weights" if "model" in held else ""))
+                         + ("; pass weights='model' to load the raw weights" if raw else ""))
     model.load_state_dict({k: v.to(torch.float32) for k, v in state.items()}, strict=True)
     return model.to(device=device, dtype=dtype).eval().requires_grad_(False)

@@ -23,8 +23,8 @@ from torch.optim.swa_utils import AveragedModel
 from tqdm.auto import tqdm
 
 from ._checks import check_tensor
-from .checkpoint import (load_checked, optimizer_from_tensors, optimizer_to_tensors,
-                         save_atomic, split_prefix)
+from .checkpoint import (load_checked, optimizer_from_tensors, optimizer_to_tensors, read_weights,
+                         save_atomic, split_prefix, write_weights)
 from .data import random_hflip
 from .device import default_device
 from .recipe import (TrainConfig, build_model, build_schedule, draw_sigmas, loss_weights,  # noqa: F401
@@ -133,12 +133,15 @@ class Trainer:
         init_weights: a weights file (as ``export_weights`` writes) or a training
             checkpoint to start from, with a fresh optimizer; the global step and the
             loss history continue from it.
+        init_ema: a weights file whose EMA weights (else its model weights) replace
+            those of ``init_weights`` (the shipped EMA file beside its raw weights).
     """
 
     def __init__(self, cfg: TrainConfig, data: torch.Tensor | None = None, device=None,
                  labels: torch.Tensor | None = None,
                  checkpoint: str | os.PathLike | None = None,
-                 init_weights: str | os.PathLike | None = None, progress: bool = True):
+                 init_weights: str | os.PathLike | None = None, progress: bool = True,
+                 init_ema: str | os.PathLike | None = None):
         if not isinstance(cfg, TrainConfig):
             raise TypeError(f"cfg must be a TrainConfig, got {type(cfg).__name__}")
         self.cfg = cfg
@@ -197,6 +200,11 @@ class Trainer:
         self.checkpoint = Path(checkpoint) if checkpoint is not None else None
         if init_weights is not None:
             self.load_weights(init_weights)
+        if init_ema is not None:
+            if init_weights is None:
+                raise ValueError("init_ema needs init_weights (the raw weights to train)")
+            ema_sd, model_sd, _ = read_weights(init_ema)
+            self.ema.module.load_state_dict({k: v.float() for k, v in (ema_sd or model_sd).items()})
         if self.checkpoint is not None and self.checkpoint.exists():
             self.load_checkpoint(self.checkpoint)
 
@@ -360,13 +368,12 @@ class Trainer:
         model.* (the raw weights) and, if present, ema.*; the step and history go on."""
         if Path(path).is_dir():
             raise ValueError(f"init_weights={str(path)!r} is a directory; give a .safetensors file")
-        tensors, meta = load_checked(path)
-        model_sd = split_prefix(tensors, "model") or tensors
-        ema_sd = split_prefix(tensors, "ema") or model_sd
+        ema_sd, model_sd, meta = read_weights(path)
+        if not model_sd and not ema_sd:
+            raise ValueError(f"{path} holds neither model.* nor ema.* weights")
+        model_sd = model_sd or ema_sd
+        ema_sd = ema_sd or model_sd
         ema_updates = int(meta.get("ema_updates", "1000"))
-        if meta.get("format") == "smallunet-train-checkpoint-1":     # AveragedModel's own layout
-            ema_updates = int(ema_sd.pop("n_averaged", torch.tensor(ema_updates)))
-            ema_sd = split_prefix(ema_sd, "module")
         self.model.load_state_dict({k: v.float() for k, v in model_sd.items()})
         self.ema.module.load_state_dict({k: v.float() for k, v in ema_sd.items()})
         self.ema.n_averaged.fill_(ema_updates)
@@ -376,11 +383,8 @@ class Trainer:
     def export_weights(self, path: str | os.PathLike, dtype=torch.float16, include_model: bool = True,
                        extra_metadata: dict[str, str] | None = None) -> None:
         """Weights only (no optimizer), for git and for load_pretrained: ema.* (and model.*)."""
-        tensors = {f"ema.{k}": v.to(dtype) for k, v in self.ema.module.state_dict().items()}
-        if include_model:
-            tensors.update({f"model.{k}": v.to(dtype) for k, v in self.model.state_dict().items()})
         meta = {"config": self.cfg.to_json(), "step": str(self.step),
-                "ema_updates": str(int(self.ema.n_averaged)), "history": json.dumps(self.history),
-                "format": "smallunet-weights-1"}
+                "ema_updates": str(int(self.ema.n_averaged)), "history": json.dumps(self.history)}
         meta.update(extra_metadata or {})
-        save_atomic(tensors, path, metadata=meta)
+        write_weights(path, self.ema.module.state_dict(),
+                      self.model.state_dict() if include_model else None, meta, dtype=dtype)
