@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The second CI leg: the unit tests (no notebooks, no book build) on an older torch,
+# the CPU wheel of torch 2.13.0 that lies on this machine's disk, in a venv of its own.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV="${OLD_TORCH_VENV:-/tmp/smallunet-torch213}"
+if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '2.13.0')" 2>/dev/null; then
+    rm -rf "$VENV"
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install -q torch==2.13.0 numpy einops safetensors tqdm scipy matplotlib pytest nbformat \
+        accelerate diffusers
+    # smalldiffusion (a reference in the tests) asks for torchvision, which the tests never import
+    "$VENV/bin/pip" install -q --no-deps smalldiffusion==0.5.0
+fi
+"$VENV/bin/pip" install -q --no-deps -e .
+"$VENV/bin/python" -c "import torch; print('old-torch leg: torch', torch.__version__)"
+OMP_NUM_THREADS=1 "$VENV/bin/python" -m pytest -p no:cacheprovider -q -o addopts="" -m "not slow" tests \
+    --ignore=tests/test_book_build.py --ignore=tests/test_browser.py --ignore=tests/test_notebooks_meta.py
