@@ -6,8 +6,9 @@ continue from, and one more entry in the manifest's history of segments.
 
 Writes (in the layout of ``smallunet.checkpoint.write_weights``, fp16):
   smallunet/weights/NAME.safetensors          ema.*   (what load_pretrained(name=NAME) reads)
-  checkpoints/NAME_raw_fp16.safetensors       model.* (the raw weights, to train on:
-      python -m smallunet --init-weights checkpoints/NAME_raw_fp16.safetensors \\
+  smallunet/weights/NAME_raw.safetensors      model.* (the raw weights: load_pretrained(
+      weights="model") reads them, and training continues from them with
+      python -m smallunet --init-weights smallunet/weights/NAME_raw.safetensors \\
           --init-ema smallunet/weights/NAME.safetensors ...)
 and smallunet/weights/NAME.json: the file's SHA-256, the total steps and images seen,
 the latest recipe, and ``segments`` (one entry per training segment: steps, batch,
@@ -61,7 +62,6 @@ def main(argv=None):
     p.add_argument("--command", required=True, help="the command that trained this segment")
     p.add_argument("--note", default=None, help="replace the manifest's note")
     p.add_argument("--weights-dir", type=Path, default=WEIGHTS_DIR)
-    p.add_argument("--raw-dir", type=Path, default=ROOT / "checkpoints")
     args = p.parse_args(argv)
 
     ema, raw, meta = read_weights(args.source)
@@ -81,7 +81,7 @@ def main(argv=None):
             "history": meta.get("history", "[]")}
 
     out = write_weights(args.weights_dir / f"{args.name}.safetensors", ema, None, keep)
-    raw_out = write_weights(args.raw_dir / f"{args.name}_raw_fp16.safetensors", None, raw, keep)
+    raw_out = write_weights(args.weights_dir / f"{args.name}_raw.safetensors", None, raw, keep)
     sha = sha256_of(out)
     segments.append(dict(
         segment=len(segments) + 1, start_step=start, end_step=step, batch_size=cfg["batch_size"],
@@ -94,8 +94,7 @@ def main(argv=None):
     info = {"file": out.name, "sha256": sha, "bytes": out.stat().st_size, "dtype": "float16",
             "weights": "EMA", "step": step, "images_seen": images_before + images,
             "epochs": round((images_before + images) / 60000, 3), "batch_size": cfg["batch_size"],
-            "raw_weights": {"file": str(raw_out.relative_to(ROOT)) if raw_out.is_relative_to(ROOT) else str(raw_out),
-                            "sha256": sha256_of(raw_out)},
+            "raw_weights": {"file": raw_out.name, "sha256": sha256_of(raw_out), "bytes": raw_out.stat().st_size},
             "config": cfg, "note": args.note or old.get("note", ""), "segments": segments}
     for key in ("recommended_cfg_scale",):
         if key in old:

@@ -47,8 +47,9 @@ def load_pretrained(path: str | os.PathLike | None = None, sha256: str | None = 
         device: where to put the model ("cpu", "cuda", ...).
         dtype: its precision: a torch.dtype or one of "float32", "float16", "bfloat16", "float64".
         name: which shipped checkpoint (see ``weights/*.json``).
-        weights: "ema" (the averaged weights, for sampling) or "model" (the raw weights,
-            where the file holds them); a file lacking the asked-for kind is refused.
+        weights: "ema" (the averaged weights, for sampling) or "model" (the raw weights of
+            the last step: for a shipped checkpoint the ``raw_weights`` file of its
+            manifest); a file lacking the asked-for kind is refused.
     """
     if isinstance(dtype, str):
         if dtype not in _DTYPES:
@@ -63,8 +64,12 @@ def load_pretrained(path: str | os.PathLike | None = None, sha256: str | None = 
         raise ValueError(f"device={str(device)!r}: CUDA is not available on this machine; use device='cpu'")
     if path is None:
         info = pretrained_info(name)
-        path = WEIGHTS_DIR / info["file"]
-        sha256 = sha256 or info["sha256"]
+        entry = info if weights == "ema" else info.get("raw_weights")
+        if entry is None:
+            raise ValueError(f"the shipped {name!r} has no raw weights (its manifest has no 'raw_weights'); "
+                             f"use weights='ema'")
+        path = WEIGHTS_DIR / entry["file"]
+        sha256 = sha256 or entry["sha256"]
     if Path(path).is_dir():
         raise ValueError(f"path={str(path)!r} is a directory; give a .safetensors weights file")
     ema, raw, meta = read_weights(path, sha256=sha256)

@@ -390,8 +390,9 @@ def test_load_pretrained_bad_arguments(tmp_path):
     assert next(load_pretrained(dtype="float16").parameters()).dtype == torch.float16
     with our_error(ValueError, esc("is a directory; give a .safetensors weights file")):
         load_pretrained(tmp_path)
+    from smallunet.pretrained import WEIGHTS_DIR, pretrained_info
     with our_error(ValueError, esc("holds no 'model' weights (model.*); it holds ['ema']")):
-        load_pretrained(weights="model")
+        load_pretrained(WEIGHTS_DIR / pretrained_info()["file"], weights="model")
     with our_error(ValueError, esc("weights must be 'ema' or 'model', got 'raw'")):
         load_pretrained(weights="raw")
     if not torch.cuda.is_available():

@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 from .common import new_figure, show_image
 
 __all__ = ["noise_levels", "std_vs_sigma", "sigma_distribution", "ema_weights", "loss_curve",
-           "samples_side_by_side"]
+           "samples_side_by_side", "recipe_curves", "loss_vs_sigma", "segment_curves"]
 
 
 def noise_levels(x0: torch.Tensor, sigmas: Sequence[float], eps: torch.Tensor | None = None) -> Figure:
@@ -117,4 +117,59 @@ def samples_side_by_side(panels: Mapping[str, torch.Tensor], ncols: int = 4, siz
             else:
                 ax.axis("off")
         sub.suptitle(title, fontsize=10)
+    return fig
+
+
+def recipe_curves(lr_curves: Mapping[str, tuple], sigma_draws: Mapping[str, torch.Tensor],
+                  weights: Mapping[str, tuple]) -> Figure:
+    """Three panels of the recipe: the learning rate against the global step
+    ({label: (steps, lr)}), the training noise levels drawn ({label: sigmas}, a histogram
+    in log sigma) and the loss weight against sigma ({label: (sigmas, weight)})."""
+    fig, axes = new_figure(1, 3, size=(3.3, 2.7))
+    ax = axes[0, 0]
+    for label, (steps, lr) in lr_curves.items():
+        ax.plot(steps, lr, label=label)
+    ax.set(xlabel="global step", ylabel="learning rate", title="learning rate")
+    ax = axes[0, 1]
+    bins = np.linspace(np.log10(0.01), np.log10(20), 41)
+    for label, s in sigma_draws.items():
+        ax.hist(np.log10(s.numpy()), bins=bins, histtype="step", density=True, label=label)
+    ax.set(xlabel="log10 sigma", ylabel="density", title="training noise levels")
+    ax = axes[0, 2]
+    for label, (sig, w) in weights.items():
+        ax.plot(sig, w, label=label)
+    ax.set(xscale="log", yscale="log", xlabel="sigma", ylabel="weight of the eps-MSE", title="loss weight")
+    for ax in axes.flat:
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7)
+    return fig
+
+
+def loss_vs_sigma(sigmas, losses: Mapping[str, Sequence[float]]) -> Figure:
+    """The eps-MSE against sigma for each model ({label: losses}), log-log."""
+    fig, axes = new_figure(1, 1, size=(5.0, 3.0))
+    ax = axes[0, 0]
+    for label, values in losses.items():
+        ax.plot(sigmas, values, marker="o", ms=3, label=label)
+    ax.set(xscale="log", yscale="log", xlabel="sigma", ylabel="eps-MSE (unweighted)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def segment_curves(segments: Sequence[Mapping], histories: Sequence[Sequence[tuple[int, float]]]) -> Figure:
+    """The logged training loss of each segment of a run against the images seen, one
+    colour per segment (the segments may weight the loss differently)."""
+    fig, axes = new_figure(1, 1, size=(5.5, 3.0))
+    ax = axes[0, 0]
+    for seg, hist in zip(segments, histories):
+        if not hist:
+            continue
+        start_images = seg["images_seen"] - seg["images"]
+        steps, losses = zip(*hist)
+        images = [start_images + (s - seg["start_step"]) * seg["batch_size"] for s in steps]
+        ax.plot(images, losses, lw=1, label=f"segment {seg['segment']} ({seg.get('recipe', {}).get('loss_weight', 'none')} weight)")
+    ax.set(xlabel="training images seen", ylabel="logged training loss", yscale="log")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
     return fig
