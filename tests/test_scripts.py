@@ -1,0 +1,75 @@
+"""The scripts that write results: a tiny run of each, and their refusals."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from smallunet.checkpoint import read_weights, sha256_of
+from smallunet.recipe import TrainConfig
+from smallunet.trainer import Trainer
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def run(*args, timeout=600):
+    return subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True, timeout=timeout,
+                          env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+
+
+def tiny_checkpoint(path, steps):
+    cfg = TrainConfig(in_dim=8, ch=32, ch_mult=(1, 2), attn_resolutions=(4,), N=20, batch_size=4,
+                      epochs=None, max_steps=steps)
+    t = Trainer(cfg, data=torch.rand(16, 1, 8, 8) * 2 - 1, device="cpu", checkpoint=path, progress=False)
+    t.run()
+    return t
+
+
+def test_export_appends_segments_and_ships_both_kinds(tmp_path):
+    ck = tmp_path / "ck.safetensors"
+    tiny_checkpoint(ck, 3)
+    args = [ROOT / "scripts" / "export_pretrained.py", ck, "--name", "tiny", "--weights-dir", tmp_path,
+            "--minutes", "0.1", "--threads", "1", "--command", "pytest"]
+    out = run(*args)
+    assert out.returncode == 0, out.stderr
+    tiny_checkpoint(ck, 5)                                    # a second segment resumes the run
+    out = run(*args)
+    assert out.returncode == 0, out.stderr
+    info = json.loads((tmp_path / "tiny.json").read_text())
+    assert [(s["start_step"], s["end_step"], s["images"]) for s in info["segments"]] == [(0, 3, 12), (3, 5, 8)]
+    assert info["images_seen"] == 20 and info["step"] == 5
+    assert info["sha256"] == sha256_of(tmp_path / "tiny.safetensors") == info["segments"][-1]["weights_sha256"]
+    ema, raw, _ = read_weights(tmp_path / "tiny.safetensors")
+    ema2, raw2, _ = read_weights(tmp_path / info["raw_weights"]["file"])
+    assert ema and not raw and raw2 and not ema2
+    assert all(v.dtype == torch.float16 for v in {**ema, **raw2}.values())
+    out = run(*args)                                          # nothing new: refused
+    assert out.returncode == 2 and "not past the last segment's end (5)" in out.stderr
+
+
+def test_evaluate_prints_the_protocol_and_refuses_to_record_other_weights(tmp_path):
+    from smallunet.pretrained import WEIGHTS_DIR, pretrained_info
+    out = run(ROOT / "scripts" / "evaluate_pretrained.py", "--n", "8", "--floor-draws", "1")
+    assert out.returncode == 0, out.stderr
+    start = out.stdout.index("{")
+    metrics = json.loads(out.stdout[start:out.stdout.rindex("}") + 1])
+    assert metrics["weights_sha256"] == pretrained_info()["sha256"] and metrics["n"] == 8
+    assert metrics["fid"] > metrics["floor_fid_mean"] > 0
+    other = tmp_path / "other.safetensors"
+    other.write_bytes((WEIGHTS_DIR / pretrained_info()["file"]).read_bytes()[:-1] + b" ")
+    out = run(ROOT / "scripts" / "evaluate_pretrained.py", "--weights", other, "--write", "--n", "8")
+    assert out.returncode == 2 and "--write records metrics for the shipped" in out.stderr
+
+
+def test_readme_quotes_the_manifest():
+    from smallunet.pretrained import pretrained_info
+    info = pretrained_info()
+    readme = (ROOT / "README.md").read_text()
+    m = info.get("metrics")
+    if m and "floor_fid_mean" in m:
+        assert f"{m['fid']:.1f}" in readme, "README must quote the manifest's FID-like score"
+        assert f"{m['floor_fid_mean']:.2f}" in readme, "README must quote the manifest's floor"
+    assert f"{info['images_seen']:,}" in readme, "README must quote the images seen of the shipped checkpoint"
