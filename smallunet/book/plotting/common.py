@@ -21,7 +21,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 __all__ = ["figure", "new_figure", "to_numpy_image", "show_image", "image_grid", "hide_ticks",
-           "show_source"]
+           "show_source", "checkpoint_label"]
 
 
 def figure(width: float = 6.0, height: float = 4.0, *, layout: str | None = "constrained") -> Figure:
@@ -124,3 +124,22 @@ def show_source(obj):
 
     from IPython.display import Markdown
     return Markdown("```python\n" + inspect.getsource(obj).rstrip() + "\n```")
+
+
+def checkpoint_label(info: dict | None = None) -> str:
+    """One line that says which model made a figure, read from the shipped checkpoint's
+    manifest (``smallunet.pretrained.pretrained_info()``, or the ``info`` given):
+    'the shipped checkpoint unet_fashion.safetensors (EMA weights, sha256 ae4112e0...):
+    step 2,483, 158,912 images seen (2.65 epochs)'."""
+    if info is None:
+        from ...pretrained import pretrained_info
+        info = pretrained_info()
+    what = ", ".join(x for x in (f"{info['weights']} weights" if info.get("weights") else "",
+                                 f"sha256 {info['sha256'][:8]}..." if info.get("sha256") else "") if x)
+    trained = ", ".join(x for x in (f"step {info['step']:,}" if "step" in info else "",
+                                    f"{info['images_seen']:,} images seen" if "images_seen" in info else "")
+                        if x)
+    if "epochs" in info:
+        trained += f" ({info['epochs']:.2f} epochs)"
+    head = f"the shipped checkpoint {info.get('file', 'unet_fashion')}" + (f" ({what})" if what else "")
+    return head + (": " + trained if trained else "")
