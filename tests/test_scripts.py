@@ -73,3 +73,16 @@ def test_readme_quotes_the_manifest():
         assert f"{m['fid']:.1f}" in readme, "README must quote the manifest's FID-like score"
         assert f"{m['floor_fid_mean']:.2f}" in readme, "README must quote the manifest's floor"
     assert f"{info['images_seen']:,}" in readme, "README must quote the images seen of the shipped checkpoint"
+
+
+def test_recipe_study_tiny_run(tmp_path):
+    out = run(ROOT / "bench" / "recipe_study.py", "--arms", "seed", "min_snr", "--minutes", "0.05",
+              "--n", "8", "--seeds", "1", "--eval-threads", "1", "--out-dir", tmp_path / "runs",
+              "--results-dir", tmp_path, timeout=900)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    results = json.loads((tmp_path / "recipe.json").read_text())
+    assert set(results["arms"]) == {"seed", "min_snr"}
+    assert results["arms"]["min_snr"]["config"]["loss_weight"] == "min_snr"
+    assert all(a["steps"] >= 1 and len(a["fid"]) == 1 for a in results["arms"].values())
+    text = (tmp_path / "recipe.md").read_text()
+    assert "| min_snr | loss_weight=min_snr, min_snr_gamma=5.0 |" in text and (tmp_path / "recipe.png").is_file()
