@@ -48,7 +48,8 @@ import torch
 import smalldiffusion as sd
 import smallunet as su
 from smallunet.data import DEBIAN_DIR, load_fashion_mnist
-from smallunet.trainer import Trainer, TrainConfig, build_model, bf16_supported
+from smallunet.device import bf16_supported, cpu_name
+from smallunet.trainer import Trainer, TrainConfig, build_model
 
 ARCH = dict(ch=64, ch_mult=(1, 1, 2), attn_resolutions=(14,))
 FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
@@ -85,14 +86,7 @@ def sync(device: torch.device) -> None:
 
 
 def machine(device: torch.device) -> dict:
-    cpu = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_name()
     info = dict(cpu=cpu, cores=os.cpu_count(), threads=torch.get_num_threads(), torch=torch.__version__,
                 smalldiffusion=getattr(sd, "__version__", "0.5.0"), device=str(device),
                 bf16=bf16_supported(device), python=platform.python_version())

@@ -4,7 +4,7 @@
     python scripts/evaluate_pretrained.py --weights runs/x.safetensors  # any weights, print only
 
 The protocol (``smallunet.evaluation``): n = 1000 samples (seed 0) with the book's
-sampler, samples(model, ScheduleLogLinear(0.01, 20, N=800).sample_sigmas(20), gam=1.6),
+sampler, samples(model, ScheduleLogLinear(N=800, sigma_min=0.01, sigma_max=20).sample_sigmas(20), gam=1.6),
 scored by the FID-like score and KID against the features of all 10,000 test images;
 the floor is n random training images against the same reference, mean and spread
 over 5 draws. With --write the metrics go into smallunet/weights/NAME.json with
@@ -40,6 +40,9 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--bf16", action="store_true", help="sample under bf16 autocast (default fp32)")
     p.add_argument("--write", action="store_true", help="record the metrics in the manifest")
+    p.add_argument("--figures-only", action="store_true",
+                   help="only redraw the figures from the metrics the manifest records")
+    p.add_argument("--bench-dir", type=Path, default=ROOT / "bench", help="where the figures go")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -51,6 +54,11 @@ def main(argv=None):
         p.error(f"--write records metrics for the shipped {info['file']} (SHA-256 {info['sha256']}), "
                 f"but {path} has SHA-256 {sha}: export it first (scripts/export_pretrained.py)")
     model = load_pretrained(path, sha256=sha)
+    if args.figures_only:
+        if info.get("metrics", {}).get("weights_sha256") != sha:
+            p.error(f"the manifest records no metrics for {path} (SHA-256 {sha}): run with --write first")
+        figures(model, info, info["metrics"], args.bench_dir)
+        return
 
     t0 = time.time()
     result = evaluation.evaluate(model, n=args.n, seed=args.seed, bf16=args.bf16, progress=True)
@@ -83,15 +91,15 @@ def main(argv=None):
             seg["fid_end"] = {"fid": metrics["fid"], "kid": metrics["kid"], "floor": metrics["floor_fid_mean"],
                               "protocol": "evaluation.PROTOCOL (n=1000 against all 10,000 test images)"}
     manifest.write_text(json.dumps(info, indent=2) + "\n")
-    figures(model, info, metrics)
+    figures(model, info, metrics, args.bench_dir)
 
 
-def figures(model, info, metrics):
+def figures(model, info, metrics, bench_dir: Path):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from smallunet import ScheduleLogLinear
-    x = evaluation.generate(model, ScheduleLogLinear(0.01, 20, N=800).sample_sigmas(20), 100, 1.6, 0.0,
+    x = evaluation.generate(model, ScheduleLogLinear(N=800, sigma_min=0.01, sigma_max=20).sample_sigmas(20), 100, 1.6, 0.0,
                             seed=metrics["seed"])
     fig, axes = plt.subplots(10, 10, figsize=(7, 7.4))
     for ax, im in zip(axes.flat, x.clamp(-1, 1)):
@@ -100,7 +108,7 @@ def figures(model, info, metrics):
     fig.suptitle(f"100 samples of {info['file']} ({info['images_seen']:,} images seen; "
                  f"FID-like {metrics['fid']:.1f}, floor {metrics['floor_fid_mean']:.1f})", fontsize=9)
     fig.tight_layout()
-    fig.savefig(ROOT / "bench" / "pretrained_samples.png", dpi=100)
+    fig.savefig(bench_dir / "pretrained_samples.png", dpi=100)
     points = [(s["images_seen"], s["fid_end"]["fid"]) for s in info.get("segments", [])
               if s.get("fid_end") and "10,000" in s["fid_end"].get("protocol", "")]
     if points:
@@ -112,7 +120,7 @@ def figures(model, info, metrics):
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
         fig.tight_layout()
-        fig.savefig(ROOT / "bench" / "fid_vs_images.png", dpi=100)
+        fig.savefig(bench_dir / "fid_vs_images.png", dpi=100)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import platform
 import shlex
 import sys
 import time
@@ -30,9 +29,10 @@ sys.path.insert(0, str(ROOT))  # run from a checkout without installing the pack
 from smallunet import ScheduleLogLinear, default_device  # noqa: E402
 from smallunet.data import load_fashion_mnist  # noqa: E402
 from smallunet.evaluation import feature_statistics, fid_floor  # noqa: E402
-from smallunet.book.plotting.sampling import SAMPLERS, fid_markdown, fid_vs_steps  # noqa: E402
+from smallunet.book.plotting.sampling import fid_markdown  # noqa: E402
+from smallunet.evaluation import SAMPLERS, fid_vs_steps  # noqa: E402
 from smallunet.pretrained import load_pretrained, pretrained_info  # noqa: E402
-from smallunet.trainer import bf16_supported  # noqa: E402
+from smallunet.device import bf16_supported, cpu_name  # noqa: E402
 
 EXTRA = {"smalldiffusion example": (1.6, 0.0)}   # the sampler of the FashionMNIST example
 
@@ -49,16 +49,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "fid_vs_steps.md")
     return p.parse_args(argv)
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def main(argv=None) -> int:

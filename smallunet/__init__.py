@@ -36,6 +36,6 @@ __all__ = [
     "CondEmbedderLabel", "ResnetBlock", "Attention", "AttnBlock", "CondSequential", "Unet",
     "ModelMixin", "Scaled", "PredX0", "PredV", "alpha", "Schedule", "ScheduleLogLinear",
     "ScheduleDDPM", "ScheduleLDM", "ScheduleSigmoid", "ScheduleCosine", "sigmas_from_betas",
-    "samples", "generate_train_sample", "training_loop", "Trainer", "TrainConfig",
+    "samples", "generate_train_sample", "training_loop", "Trainer", "TrainConfig", "build_model", "build_schedule",
     "default_device", "model_device", "load_fashion_mnist", "load_pretrained",
 ]

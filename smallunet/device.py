@@ -1,5 +1,9 @@
-"""Pick the fastest device that is present: CUDA, then Apple MPS, then the CPU."""
+"""The machine: the fastest device present (CUDA, then Apple MPS, then the CPU),
+whether it computes bf16 natively, and the CPU's name for results files."""
 from __future__ import annotations
+
+import platform
+from pathlib import Path
 
 import torch
 
@@ -20,3 +24,40 @@ def model_device(model: torch.nn.Module) -> torch.device:
     for p in model.parameters():
         return p.device
     return torch.device("cpu")
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def cpu_name() -> str:
+    """The CPU's model name (from /proc/cpuinfo where there is one)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def bf16_supported(device: torch.device | str) -> bool:
+    """Whether bf16 autocast is fast here: a GPU of compute capability 8.0 or more
+    (Ampere on; a T4 answers ``torch.cuda.is_bf16_supported()`` True through slow
+    emulation), or a CPU with native bf16 instructions (x86 AVX512-BF16 or AMX-BF16,
+    Arm's BF16 extension), not merely AVX-512, with oneDNN's bf16 kernels available."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.get_device_capability(device)[0] >= 8
+    if device.type == "cpu":
+        probe = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+        flags = _cpu_flags()
+        native = bool({"avx512_bf16", "amx_bf16"} & flags) or "bf16" in flags
+        return native and (bool(probe()) if probe is not None else False)
+    return False

@@ -38,7 +38,7 @@ def _help(text: str, **kw):
 @dataclass
 class TrainConfig:
     """The recipe. Defaults are the seed's: Scaled(Unet)(28, 1, 1, ch=64,
-    ch_mult=(1, 1, 2), attn_resolutions=(14,)), ScheduleLogLinear(0.01, 20, 800),
+    ch_mult=(1, 1, 2), attn_resolutions=(14,)), ScheduleLogLinear(N=800, sigma_min=0.01, sigma_max=20),
     AdamW lr 7e-4 (constant), batch 1024, EMA 0.999, dropout 0.1, random horizontal
     flips, noise levels drawn uniformly from the schedule, plain eps-MSE, 300 epochs.
 

@@ -26,7 +26,7 @@ from ._checks import check_tensor
 from .checkpoint import (load_checked, optimizer_from_tensors, optimizer_to_tensors, read_weights,
                          save_atomic, split_prefix, write_weights)
 from .data import random_hflip
-from .device import default_device
+from .device import bf16_supported, default_device  # noqa: F401 (bf16_supported: re-exported)
 from .recipe import (TrainConfig, build_model, build_schedule, draw_sigmas, loss_weights,  # noqa: F401
                      lr_factor)
 from .training import denoiser_loss
@@ -37,19 +37,6 @@ from .unet import Unet
 RESUMABLE_CHANGES = ("epochs", "minutes", "max_steps", "precision", "channels_last", "compile",
                      "save_every_minutes", "log_every", "lr", "lr_schedule", "warmup_steps",
                      "warmup_start", "lr_total_steps", "decay_start", "decay_steps", "lr_min_ratio")
-
-
-def bf16_supported(device: torch.device) -> bool:
-    """Whether bf16 autocast is fast here: a GPU of compute capability 8.0 or more
-    (Ampere on; a T4 answers ``is_bf16_supported()`` True through slow emulation), or
-    a CPU whose oneDNN has native bf16 kernels (AVX512-BF16 or AMX, not bare AVX-512)."""
-    device = torch.device(device)
-    if device.type == "cuda":
-        return torch.cuda.is_available() and torch.cuda.get_device_capability(device)[0] >= 8
-    if device.type == "cpu":
-        probe = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
-        return bool(probe()) if probe is not None else False
-    return False
 
 
 def ema_multi_avg_fn(decay: float, warmup: bool):

@@ -58,6 +58,9 @@ def test_evaluate_prints_the_protocol_and_refuses_to_record_other_weights(tmp_pa
     metrics = json.loads(out.stdout[start:out.stdout.rindex("}") + 1])
     assert metrics["weights_sha256"] == pretrained_info()["sha256"] and metrics["n"] == 8
     assert metrics["fid"] > metrics["floor_fid_mean"] > 0
+    out = run(ROOT / "scripts" / "evaluate_pretrained.py", "--figures-only", "--bench-dir", tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "pretrained_samples.png").is_file()
     other = tmp_path / "other.safetensors"
     other.write_bytes((WEIGHTS_DIR / pretrained_info()["file"]).read_bytes()[:-1] + b" ")
     out = run(ROOT / "scripts" / "evaluate_pretrained.py", "--weights", other, "--write", "--n", "8")
