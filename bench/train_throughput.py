@@ -77,6 +77,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--data", type=Path, default=DEBIAN_DIR,
                    help="folder with the four FashionMNIST .gz files (default Debian's)")
     p.add_argument("--json", type=Path, default=None, help="also write the results here")
+    p.add_argument("--md", type=Path, default=None,
+                   help="write the report as a section of this markdown file (e.g. bench/RESULTS.md)")
+    p.add_argument("--title", default=None, help="the section's title, e.g. 'CPU, 2 threads'")
     return p.parse_args(argv)
 
 
@@ -227,6 +230,33 @@ def table(rates: dict, baseline: str, unit: str, notes: dict) -> str:
     return "\n".join(lines)
 
 
+def matmul_rate(device, dtype, n: int = 1024, repeats: int = 5) -> float:
+    """This machine's dense matrix-multiply rate in GFLOP/s (median of ``repeats``)."""
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    a @ b
+    times = []
+    for _ in range(repeats):
+        sync(device)
+        t0 = time.perf_counter()
+        for _ in range(4):
+            a @ b
+        sync(device)
+        times.append((time.perf_counter() - t0) / 4)
+    return 2 * n ** 3 / statistics.median(times) / 1e9
+
+
+def step_flops_per_image(device, batch: int = 8) -> int:
+    """FLOPs of one training step per image: forward and backward of the seed model,
+    counted by FlopCounterMode (matmuls, convolutions, attention)."""
+    from torch.utils.flop_counter import FlopCounterMode
+    model = build_model(TrainConfig()).to(device)
+    x = torch.randn(batch, 1, 28, 28, device=device)
+    with FlopCounterMode(display=False) as counter:
+        model(x, torch.full((batch, 1, 1, 1), 1.0, device=device)).square().mean().backward()
+    return counter.get_total_flops() // batch
+
+
 def bench_training(args, device) -> tuple[dict, str]:
     data, _ = load_fashion_mnist("train", root=args.data)
     with tempfile.TemporaryDirectory() as tmp:
@@ -288,22 +318,57 @@ def main(argv=None) -> int:
     print("command: python " + " ".join([sys.argv[0]] + sys.argv[1:]))
     print("machine: " + json.dumps(info))
     out = dict(machine=info, args={k: str(v) for k, v in vars(args).items()})
+    report = [f"command: `python {' '.join([sys.argv[0]] + sys.argv[1:])}`", "",
+              f"machine: {info.get('cpu')}, {info.get('cores')} cores, {info.get('threads')} torch threads, "
+              f"torch {info.get('torch')}, smalldiffusion {info.get('smalldiffusion')}"]
+    try:
+        info["loadavg_start"] = os.getloadavg()
+        report.append(f"load average at the start: {tuple(round(v, 2) for v in info['loadavg_start'])}")
+    except OSError:
+        pass
     if not args.no_training:
         rates, text = bench_training(args, device)
         out["training"] = rates
-        print(f"\n### Training, batch {args.batch_size}, {args.steps} steps per repeat, "
-              f"{args.warmup} warm-up steps\n\n{text}")
+        header = (f"### Training, batch {args.batch_size}, {args.steps} steps per repeat, "
+                  f"{args.warmup} warm-up steps")
+        print(f"\n{header}\n\n{text}")
+        report += ["", header, "", text]
+        peak = {str(dt): matmul_rate(device, dt) for dt in (torch.float32, torch.bfloat16)}
+        flops = step_flops_per_image(device)
+        out["matmul_gflops"], out["step_flops_per_image"] = peak, flops
+        ours = statistics.median(rates["ours"])
+        achieved = ours * flops / 1e9
+        line = (f"A training step costs {flops / 1e9:.3f} GFLOP per image (forward and backward); ours at "
+                f"{ours:.3g} images/s achieves {achieved:.1f} GFLOP/s, against this machine's matrix multiply "
+                f"measured in the same run at {peak['torch.bfloat16']:.0f} GFLOP/s in bf16 and "
+                f"{peak['torch.float32']:.0f} GFLOP/s in fp32 (1024x1024): "
+                f"{achieved / peak['torch.bfloat16']:.0%} of the bf16 rate.")
+        out["achieved_gflops"] = achieved
+        print(line)
+        report += ["", line]
     if not args.no_sampling:
         rates, text = bench_sampling(args, device)
         out["sampling"] = rates
-        print(f"\n### Sampling, batch {args.sample_batch}, {args.sample_steps} steps (gam=1.6, mu=0)\n\n{text}")
+        header = f"### Sampling, batch {args.sample_batch}, {args.sample_steps} steps (gam=1.6, mu=0)"
+        print(f"\n{header}\n\n{text}")
+        report += ["", header, "", text]
     try:
         info["loadavg_end"] = os.getloadavg()
         print(f"\nload average at the end: {info['loadavg_end']}")
+        report += ["", f"load average at the end: {tuple(round(v, 2) for v in info['loadavg_end'])}"]
     except OSError:
         pass
     if args.json:
         args.json.write_text(json.dumps(out, indent=1) + "\n")
+    if args.md:
+        title = f"## {args.title}" if args.title else "## Results"
+        block = "\n".join([title, "", *report, ""])
+        old = args.md.read_text() if args.md.exists() else "# Throughput: smallunet against smalldiffusion 0.5.0\n\n"
+        start = old.find(title + "\n")                 # replace this section, keep the others
+        if start >= 0:
+            end = old.find("\n## ", start + len(title))
+            old = old[:start] + (old[end + 1:] if end >= 0 else "")
+        args.md.write_text(old.rstrip() + "\n\n" + block)
     return 0
 
 

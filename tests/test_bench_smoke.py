@@ -1,6 +1,7 @@
 """The helpers behind the chapters Training and Sampling, the FID table and the
 benchmark: they run and give well-formed results. No timings are checked here."""
 import importlib.util
+import json
 from pathlib import Path
 
 import matplotlib
@@ -90,7 +91,6 @@ def test_torch_ema_stand_in_follows_the_warmed_up_rule():
     torch.testing.assert_close(ema.shadow[0], torch.full((3,), 2 / 11))
 
 
-@pytest.mark.slow
 def test_benchmark_runs_end_to_end(tmp_path):
     pytest.importorskip("smalldiffusion")
     pytest.importorskip("accelerate")
@@ -98,5 +98,13 @@ def test_benchmark_runs_end_to_end(tmp_path):
     out = tmp_path / "b.json"
     assert bench.main(["--batch-size", "4", "--steps", "1", "--warmup", "1", "--repeats", "1",
                        "--sample-batch", "2", "--sample-steps", "2", "--sample-repeats", "1",
-                       "--threads", "1", "--device", "cpu", "--json", str(out)]) == 0
-    assert out.is_file()
+                       "--threads", "1", "--device", "cpu", "--json", str(out),
+                       "--md", str(tmp_path / "R.md"), "--title", "CPU, 1 thread"]) == 0
+    results = json.loads(out.read_text())
+    assert results["achieved_gflops"] > 0 and results["step_flops_per_image"] > 1e8
+    text = (tmp_path / "R.md").read_text()
+    assert "## CPU, 1 thread" in text and "| ours (" in text and "GFLOP per image" in text
+    assert bench.main(["--batch-size", "4", "--steps", "1", "--warmup", "0", "--repeats", "1", "--no-sampling",
+                       "--no-fp32", "--threads", "1", "--device", "cpu", "--md", str(tmp_path / "R.md"),
+                       "--title", "CPU, 1 thread"]) == 0
+    assert (tmp_path / "R.md").read_text().count("## CPU, 1 thread") == 1     # the section is replaced
