@@ -12,29 +12,18 @@ from torch import nn
 
 from ...attention import AttnBlock
 from ...resnet import ResnetBlock
-from ...denoiser import alpha
-from .common import figure, show_image
+from .training import noise_levels
+from .common import figure
 
 __all__ = ["plot_noise_levels", "unet_layout", "plot_unet_map"]
 
 
-@torch.no_grad()
 def plot_noise_levels(x0: torch.Tensor, sigmas: Sequence[float], row_titles: Sequence[str] | None = None,
                       seed: int = 0) -> Figure:
     """x0 + sigma * eps for each image (rows) and noise level (columns), scaled by
-    sqrt(alpha(sigma)) = 1 / sqrt(1 + sigma^2), as the Scaled U-Net sees it."""
-    eps = torch.randn(x0.shape, generator=torch.Generator().manual_seed(seed))
-    fig = figure(1.35 * len(sigmas) + 0.6, 1.4 * len(x0) + 0.4)
-    axes = fig.subplots(len(x0), len(sigmas), squeeze=False)
-    for j, sigma in enumerate(sigmas):
-        s = torch.tensor(float(sigma))
-        xt = (x0 + s * eps) * alpha(s).sqrt()                  # (B, C, H, W)
-        for i in range(len(x0)):
-            show_image(axes[i, j], xt[i], title=f"σ = {sigma:g}" if i == 0 else None, vmin=-1.5, vmax=1.5)
-    if row_titles is not None:
-        for i, name in enumerate(row_titles):
-            axes[i, 0].set_ylabel(name, fontsize=9)
-    return fig
+    1 / sqrt(1 + sigma^2) as the Scaled U-Net sees it: ``training.noise_levels``'s
+    "scaled" row, one per image."""
+    return noise_levels(x0, sigmas, rows=("scaled",), row_titles=row_titles, seed=seed, show_std=False)
 
 
 def _conv_channels(module) -> tuple[int, int]:

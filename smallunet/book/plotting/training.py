@@ -17,19 +17,40 @@ __all__ = ["noise_levels", "std_vs_sigma", "sigma_distribution", "ema_weights", 
            "samples_side_by_side", "recipe_curves", "loss_vs_sigma", "segment_curves"]
 
 
-def noise_levels(x0: torch.Tensor, sigmas: Sequence[float], eps: torch.Tensor | None = None) -> Figure:
-    """One image x0 (1, H, W) at several noise levels: x0 + sigma * eps (top row, drawn
-    on the fixed range [-1, 1], so large values saturate) and the same divided by
-    sqrt(1 + sigma^2), as Scaled feeds it to the network (bottom row)."""
-    eps = torch.randn_like(x0) if eps is None else eps
-    fig, axes = new_figure(2, len(sigmas), size=(1.45, 1.6))
+def noise_levels(x0: torch.Tensor, sigmas: Sequence[float], eps: torch.Tensor | None = None,
+                 rows: Sequence[str] = ("raw", "scaled"), row_titles: Sequence[str] | None = None,
+                 seed: int = 0, show_std: bool = True) -> Figure:
+    """Images at several noise levels (columns), the one noise-level figure of the book.
+
+    x0: one image (C, H, W) or several (B, C, H, W). For each image, one row per entry of
+    ``rows``: "raw" is x0 + sigma * eps drawn on the image range [-1, 1] (large values
+    saturate); "scaled" is the same divided by sqrt(1 + sigma^2), as Scaled feeds it to
+    the network. eps: the noise (default drawn with ``seed``). row_titles: one label per
+    image. show_std: put each panel's standard deviation in its title."""
+    x0 = x0[None] if x0.dim() == 3 else x0                       # (B, C, H, W)
+    for r in rows:
+        if r not in ("raw", "scaled"):
+            raise ValueError(f"rows must hold 'raw' and/or 'scaled', got {r!r}")
+    if eps is None:
+        eps = torch.randn(x0.shape, generator=torch.Generator().manual_seed(seed))
+    eps = eps.reshape(x0.shape)
+    fig, axes = new_figure(len(x0) * len(rows), len(sigmas), size=(1.35, 1.5 if show_std else 1.35))
     for j, s in enumerate(sigmas):
         xt = x0 + s * eps
-        show_image(axes[0, j], xt, title=f"σ={s:g}\nstd {xt.std():.2f}")
-        scaled = xt / (1 + s ** 2) ** 0.5
-        show_image(axes[1, j], scaled, title=f"std {scaled.std():.2f}")
-    axes[0, 0].set_ylabel("x0 + σ·eps", fontsize=9)
-    axes[1, 0].set_ylabel("Scaled input", fontsize=9)
+        panels = {"raw": (xt, (-1, 1)), "scaled": (xt / (1 + s ** 2) ** 0.5, (-1.5, 1.5))}
+        for i in range(len(x0)):
+            for k, r in enumerate(rows):
+                img, (lo, hi) = panels[r]
+                row = i * len(rows) + k
+                title = f"σ = {s:g}" if row == 0 else ""
+                if show_std:
+                    title = (title + "\n" if title else "") + f"std {img[i].std():.2f}"
+                show_image(axes[row, j], img[i], title=title or None, vmin=lo, vmax=hi)
+    labels = {"raw": "x0 + σ·eps", "scaled": "Scaled input"}
+    for i in range(len(x0)):
+        for k, r in enumerate(rows):
+            name = row_titles[i] if row_titles is not None and len(rows) == 1 else labels[r]
+            axes[i * len(rows) + k, 0].set_ylabel(name, fontsize=9)
     return fig
 
 
