@@ -8,8 +8,9 @@
 Each notebook runs top to bottom in a fresh ``python3`` kernel whose working
 directory is the notebook's folder, with matplotlib's inline backend (so figures
 are stored as PNGs in the outputs) and widget state saved (so ipywidgets render in
-the HTML). A notebook is written back only when every cell succeeded; the script
-prints each notebook's wall time and exits non-zero if any failed.
+the HTML), except when every widget sits in a cell that the book hides. A notebook is
+written back only when every cell succeeded; the script prints each notebook's wall
+time and exits non-zero if any failed.
 """
 from __future__ import annotations
 
@@ -45,9 +46,29 @@ def kernel_env(threads: int | None) -> dict[str, str]:
     return env
 
 
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+HIDDEN = {"remove-output", "remove-cell"}
+
+
+def drop_hidden_widget_state(nb) -> bool:
+    """Drop the saved widget state when every widget the notebook shows sits in a cell
+    that the book hides (tag remove-output or remove-cell): the static page never shows
+    those controls, so their state (and the widget JavaScript it makes the page load
+    from a CDN) is dead weight. Returns whether it dropped anything."""
+    if "widgets" not in nb.metadata:
+        return False
+    for cell in nb.cells:
+        if cell.cell_type == "code" and not HIDDEN & set(cell.metadata.get("tags", [])):
+            if any(WIDGET_VIEW in o.get("data", {}) for o in cell.get("outputs", [])):
+                return False
+    del nb.metadata["widgets"]
+    return True
+
+
 def execute(path: Path, timeout: int, threads: int | None) -> float:
     """Run one notebook in place; returns its wall time in seconds. Raises on a failing cell."""
     nb = nbformat.read(path, as_version=4)
+    nb.metadata.pop("widgets", None)     # nbclient keeps stale widget state when a run makes no widget
     client = NotebookClient(
         nb,
         timeout=timeout,                 # seconds per cell
@@ -60,6 +81,7 @@ def execute(path: Path, timeout: int, threads: int | None) -> float:
     start = time.perf_counter()
     client.execute(env=kernel_env(threads))    # env is passed on to the kernel's process
     wall = time.perf_counter() - start
+    drop_hidden_widget_state(nb)
     nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
     nbformat.validate(nb)
     nbformat.write(nb, path)
