@@ -14,7 +14,7 @@ from ...denoiser import alpha
 from .common import figure, show_image
 
 __all__ = ["plot_sigma_scales", "plot_sincos", "plot_sincos_arcs", "plot_embedding",
-           "plot_sigma_strip", "sigma_explorer"]
+           "plot_sigma_strip", "sigma_embedding_frames"]
 
 SIGMA_MIN, SIGMA_MAX = 0.01, 20.0
 _NORM = colors.LogNorm(SIGMA_MIN, SIGMA_MAX)
@@ -169,41 +169,34 @@ def plot_sigma_strip(x0: torch.Tensor, sigmas: Sequence[float], embedder, seed: 
 
 
 @torch.no_grad()
-def _explorer_figure(x0, sigma, embedder, eps, scaling_factor, lim) -> Figure:
-    fig = figure(9, 3.0)
-    ax_img, ax_arc, ax_emb = fig.subplots(1, 3)
-    show_image(ax_img, _noisy(x0, sigma, eps), title=f"network input at σ = {sigma:.3g}",
-               vmin=-1.5, vmax=1.5)
-    grid = torch.exp(torch.linspace(math.log(SIGMA_MIN), math.log(SIGMA_MAX), 200))
-    _arc(ax_arc, grid, scaling_factor, True, [sigma])
-    emb = _numpy(embedder(1, torch.tensor(sigma)))[0]
-    ax_emb.imshow(_embedding_square(emb), cmap="RdBu_r", vmin=-lim, vmax=lim)
-    ax_emb.set_xticks([])
-    ax_emb.set_yticks([])
-    ax_emb.set_title(f"embedding, {emb.size} numbers", fontsize=10)
-    return fig
-
-
-def sigma_explorer(x0: torch.Tensor, embedder, scaling_factor: float = 0.5, seed: int = 0):
-    """A slider for sigma (log scale, 0.01 to 20) showing the noisy image, the point
-    on the [sin, cos] arc and the embedding. Needs ipywidgets and a running kernel."""
-    import ipywidgets as widgets
-    from IPython.display import display
+def sigma_embedding_frames(x0: torch.Tensor, embedder, sigmas: Sequence[float], *, default: int = 0,
+                           scaling_factor: float = 0.5, seed: int = 0, caption: str | None = None):
+    """A slider over ``sigmas`` (no kernel needed): the network input at that sigma, its
+    point on the [sin, cos] arc, and the embedding from ``embedder`` as a square of pixels.
+    The embedding's colour scale is shared by all frames (99th percentile of |value|).
+    Returns IPython HTML."""
+    from .interactive import animate
 
     eps = torch.randn(x0.shape, generator=torch.Generator().manual_seed(seed))
-    with torch.no_grad():
-        grid = torch.exp(torch.linspace(math.log(SIGMA_MIN), math.log(SIGMA_MAX), 50))
-        lim = float(embedder(len(grid), grid).abs().max())
-    slider = widgets.FloatLogSlider(value=1.0, base=10, min=math.log10(SIGMA_MIN), max=math.log10(SIGMA_MAX),
-                                    step=0.01, description="σ", readout_format=".3g",
-                                    continuous_update=False, layout=widgets.Layout(width="500px"))
-    out = widgets.Output()
+    sig = torch.tensor(list(sigmas), dtype=torch.float32)
+    emb = _numpy(embedder(len(sig), sig))                             # (S, temb_ch)
+    point = _numpy(get_sigma_embeds(len(sig), sig, scaling_factor))   # (S, 2)
+    lim = float(np.percentile(np.abs(emb), 99))                       # a few larger ones saturate
+    fig = figure(7.2, 2.7)
+    ax_img, ax_arc, ax_emb = fig.subplots(1, 3)
+    show_image(ax_img, _noisy(x0, sigmas[default], eps), title="network input", vmin=-1.5, vmax=1.5)
+    grid = torch.exp(torch.linspace(math.log(SIGMA_MIN), math.log(SIGMA_MAX), 100))
+    _arc(ax_arc, grid, scaling_factor, True, [SIGMA_MIN, SIGMA_MAX])
+    dot, = ax_arc.plot([], [], "o", color="red", ms=9, zorder=4)
+    square = ax_emb.imshow(_embedding_square(emb[default]), cmap="RdBu_r", vmin=-lim, vmax=lim)
+    ax_emb.set_xticks([])
+    ax_emb.set_yticks([])
+    ax_emb.set_title(f"embedding, {emb.shape[1]} numbers", fontsize=10)
+    fig.colorbar(square, ax=ax_emb, shrink=0.8)
 
-    def draw(change=None):
-        with out:
-            out.clear_output(wait=True)
-            display(_explorer_figure(x0, float(slider.value), embedder, eps, scaling_factor, lim))
+    def update(i):
+        ax_img.images[0].set_data(_noisy(x0, sigmas[i], eps)[0].numpy())
+        dot.set_data([point[i, 0]], [point[i, 1]])
+        square.set_data(_embedding_square(emb[i]))
 
-    slider.observe(draw, names="value")
-    draw()
-    return widgets.VBox([slider, out])
+    return animate(fig, update, [f"σ = {s:.3g}" for s in sigmas], default=default, caption=caption)
