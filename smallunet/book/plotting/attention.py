@@ -1,5 +1,6 @@
 """Figures for the chapter on attention: where a query pixel of the trained U-Net
-looks, in each AttnBlock and at each noise level, and a widget to pick the pixel.
+looks, in each AttnBlock and at each noise level; a slider over precomputed query
+pixels for the static book, and a widget (with a running kernel) to pick any pixel.
 
 Attention maps come from ``smallunet.book.inspect.attention_maps``: a dict from the
 block's name to weights (B, heads, N, N) over a square grid of N = R * R tokens.
@@ -12,6 +13,7 @@ from typing import Sequence
 
 import numpy as np
 import torch
+from matplotlib import colors
 from matplotlib.figure import Figure
 
 from .common import hide_ticks, new_figure, show_image
@@ -123,6 +125,47 @@ def plot_attention_spread(stats: dict[str, dict[str, torch.Tensor]], sigmas: Seq
         ax.set_title(label, fontsize=10)
         fig.colorbar(im, ax=ax, shrink=0.8)
     return fig
+
+
+def attention_query_frames(clean: torch.Tensor, noisy: torch.Tensor, maps: dict[str, torch.Tensor],
+                           sigmas: Sequence[float], queries: Sequence[tuple[int, int]], *,
+                           default: int = 0, caption: str | None = None, panel: float = 0.95):
+    """``plot_attention_query`` behind a slider over query pixels, one frame per query
+    (no kernel needed). Each panel (noise level x block) keeps one colour scale over all
+    frames, from 0 to its largest weight for any of the queries, on a square-root scale
+    so that weak weights stay visible. Returns IPython HTML."""
+    from .interactive import animate
+
+    size = clean.shape[-1]
+    names = list(maps)
+    rows = [[[query_row(maps[n][i], q, size) for n in names] for i in range(len(sigmas))] for q in queries]
+    fig, axes = new_figure(len(sigmas), len(names) + 1, size=(panel, panel + 0.1))
+    heat, cross = {}, {}
+    for i, s in enumerate(sigmas):
+        show_image(axes[i, 0], noisy[i], title="model input" if i == 0 else None, fontsize=8)
+        axes[i, 0].set_ylabel(f"sigma = {s:g}", fontsize=8)
+        cross[i, 0], = axes[i, 0].plot([], [], marker="+", color="cyan", markersize=8, markeredgewidth=2)
+        for j, name in enumerate(names):
+            vmax = max(float(r[i][j][0].max()) for r in rows)
+            w, cell = rows[default][i][j]
+            _draw(axes[i, j + 1], clean, w, cell, size,
+                  f"{block_label(name)}\n{w.shape[0]}x{w.shape[0]}" if i == 0 else None)
+            heat[i, j] = axes[i, j + 1].images[-1]
+            heat[i, j].set_norm(colors.PowerNorm(0.5, vmin=0, vmax=vmax))
+            cross[i, j + 1] = axes[i, j + 1].lines[-1]
+
+    def update(k):
+        q = queries[k]
+        for i in range(len(sigmas)):
+            cross[i, 0].set_data([q[1]], [q[0]])
+            for j, name in enumerate(names):
+                w, cell = rows[k][i][j]
+                heat[i, j].set_data(w)
+                scale = size / w.shape[0]
+                cross[i, j + 1].set_data([(cell[1] + 0.5) * scale - 0.5], [(cell[0] + 0.5) * scale - 0.5])
+
+    return animate(fig, update, [f"query pixel (row {q[0]}, col {q[1]}), cyan cross" for q in queries],
+                   default=default, caption=caption)
 
 
 def attention_explorer(clean: torch.Tensor, noisy: torch.Tensor, maps: dict[str, torch.Tensor],
