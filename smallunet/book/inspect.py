@@ -2,6 +2,7 @@
 and the attention maps, all recorded with forward hooks on the real model.
 
     trace = skip_trace(model, x, sigma)        # every push to and pop from the stack
+    feats = skip_features(model, x, sigma)     # the tensors pushed, by module name
     rows = level_table(model)                  # resolution, channels, parameters per stage
     flops = flop_counts(model, x, sigma)       # FLOPs per stage (torch.utils.flop_counter)
     maps = attention_maps(model, x, sigma)     # softmax weights of every AttnBlock
@@ -93,6 +94,21 @@ def skip_trace(model: Unet, x: torch.Tensor, sigma: torch.Tensor, cond=None) -> 
         for h in handles:
             h.remove()
     return events
+
+
+@torch.no_grad()
+def skip_features(model: Unet, x: torch.Tensor, sigma: torch.Tensor, cond=None) -> dict[str, torch.Tensor]:
+    """Run the model once; return what each module pushes on the skip stack, by name
+    in push order (``push_modules``), each (B, C, H, W)."""
+    out, handles = {}, []
+    try:
+        for name, m in push_modules(model):
+            handles.append(m.register_forward_hook(lambda mod, args, y, name=name: out.__setitem__(name, y)))
+        model(x, sigma, cond=cond)
+    finally:
+        for h in handles:
+            h.remove()
+    return out
 
 
 @contextlib.contextmanager

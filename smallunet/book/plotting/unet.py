@@ -1,6 +1,6 @@
 """Figures and tables for the chapter on the whole U-Net: the skip stack recorded
 with hooks, what each skip carries, where parameters and FLOPs go, and the model's
-prediction across noise levels (with a slider)."""
+prediction across noise levels (sliders over precomputed frames)."""
 from __future__ import annotations
 
 import html
@@ -171,27 +171,44 @@ def plot_sigma_sweep(x0: torch.Tensor, model_in: torch.Tensor, eps_hat: torch.Te
     return fig
 
 
-def sigma_explorer(model, x0: torch.Tensor, eps: torch.Tensor, sigma: float = 0.5):
-    """A log-scale slider for sigma; redraws x_t, the model's eps_hat and x0_hat for
-    ``x0 + sigma * eps`` (each (1, 1, H, W)). Needs ipywidgets and a running kernel."""
-    import ipywidgets as widgets
-    from IPython.display import display
+def skip_frames(model_in: torch.Tensor, feats: dict[str, torch.Tensor], sigmas: Sequence[float],
+                channels: int = 2, **kwargs):
+    """The skip stack across sigma, one frame per noise level (no kernel needed).
 
-    slider = widgets.FloatLogSlider(value=sigma, base=10, min=-2, max=np.log10(20), step=0.05,
-                                    description="sigma", readout_format=".3f")
+    Columns: the network input, then every tensor pushed (``skip_features``). Rows: the
+    RMS over its channels, then (channel #1, #2, ...) its ``channels`` channels with the
+    largest spread (std over all frames and positions). Each panel keeps one colour scale
+    over the frames (clipped at the 0.5th and 99.5th percentiles).
+    Args: model_in (S, 1, H, W) and feats name -> (S, C, h, w), example i at sigmas[i]."""
+    from .interactive import image_frames
 
-    def show(sigma):
-        s = torch.tensor(sigma)
-        with torch.no_grad():
-            xt = x0 + s * eps
-            eps_hat = model(xt, s)
-        x0_hat = xt - s * eps_hat
-        panels = [("x_t (clipped)", xt, -1, 1), ("network input", xt / (1 + s ** 2).sqrt(), -2.5, 2.5),
-                  ("eps_hat", eps_hat, -2.5, 2.5), (f"x0_hat, MSE {((x0_hat - x0) ** 2).mean():.3f}",
-                                                    x0_hat.clamp(-1, 1), -1, 1), ("clean x0", x0, -1, 1)]
-        fig, axes = new_figure(1, len(panels), size=(1.8, 2.0))
-        for ax, (title, img, lo, hi) in zip(axes[0], panels):
-            show_image(ax, img[0], title=title, vmin=lo, vmax=hi)
-        display(fig)
+    names = list(feats)
+    picks = {n: f.transpose(0, 1).flatten(1).std(1).argsort(descending=True)[:channels].tolist()
+             for n, f in feats.items()}
+    frames = []
+    for i in range(len(sigmas)):
+        rms = [model_in[i]] + [f[i].pow(2).mean(0).sqrt() for f in feats.values()]
+        picked = [[None] + [feats[n][i, picks[n][k]] for n in names] for k in range(channels)]
+        frames.append([rms] + picked)
+    titles = ["network\ninput"] + [f"{short_name(n)}\n{_shape(f.shape)}" for n, f in feats.items()]
+    rows = ["RMS"] + [f"channel #{k + 1}" for k in range(channels)]
+    return image_frames(frames, [f"sigma = {s:.3g}" for s in sigmas], row_labels=rows, col_titles=titles,
+                        cmap={(r, c): "viridis" if r else "magma" for r in range(channels + 1)
+                              for c in range(1, len(names) + 1)},
+                        scale="panel", percentile=99.5,
+                        panel=0.75, **kwargs)
 
-    return widgets.VBox([slider, widgets.interactive_output(show, dict(sigma=slider))])
+
+def sigma_sweep_frames(x0: torch.Tensor, model_in: torch.Tensor, eps_hat: torch.Tensor,
+                       x0_hat: torch.Tensor, sigmas: Sequence[float], **kwargs):
+    """``plot_sigma_sweep`` behind a slider, one frame per sigma (no kernel needed):
+    the clean image, what the network sees, its eps_hat and the x0 estimate (with its MSE).
+    Args: (S, 1, H, W) tensors, example i at sigmas[i]; x0: (1, H, W)."""
+    from .interactive import image_frames
+
+    frames = [[[x0, model_in[i], eps_hat[i], x0_hat[i].clamp(-1, 1)]] for i in range(len(sigmas))]
+    labels = [f"sigma = {s:.3g}: MSE of x0_hat {((x0_hat[i] - x0) ** 2).mean():.4f}"
+              for i, s in enumerate(sigmas)]
+    return image_frames(frames, labels, col_titles=["clean x0", "network input", "eps_hat", "x0_hat"],
+                        scale="panel", vlims={(0, 0): (-1, 1), (0, 1): (-2.5, 2.5), (0, 2): (-2.5, 2.5),
+                                              (0, 3): (-1, 1)}, panel=1.3, **kwargs)
