@@ -107,6 +107,13 @@ def animate(fig: Figure, update: Callable[[int], None], labels: Sequence[str], *
         out = out.replace(f'<i class="fa {icon}"></i>', char)
     if "fa fa-" in out or "https://" in out:
         raise RuntimeError("unexpected to_jshtml output: an icon or a network link is left")
+    # the <img> shows the default frame before (or without) JavaScript
+    first = re.search(rf'frames\[{default}\] = "(data:image/png;base64,[A-Za-z0-9+/=]+)"', out).group(1)
+    alt = html_lib.escape(labels[default], quote=True)
+    out, found = re.subn(r'<img id="(_anim_img\w+)">', lambda m: f'<img id="{m.group(1)}" src="{first}" alt="{alt}">',
+                         out, count=1)
+    if not found:
+        raise RuntimeError("unexpected to_jshtml output: no <img id=\"_anim_img...\"> for the frames")
     # open on the default frame: once the Animation exists, move it there
     out, found = _NEW_ANIMATION.subn(lambda m: f"{m.group(1)}\n        anim{m.group(2)}.set_frame({default});",
                                      out, count=1)
