@@ -9,10 +9,14 @@ if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import torch, sys; sy
     python3 -m venv "$VENV"
     "$VENV/bin/pip" install -q torch==2.13.0 numpy einops safetensors tqdm scipy matplotlib pytest nbformat \
         accelerate diffusers
-    # smalldiffusion (a reference in the tests) asks for torchvision, which the tests never import
-    "$VENV/bin/pip" install -q --no-deps smalldiffusion==0.5.0
 fi
 "$VENV/bin/pip" install -q --no-deps -e .
 "$VENV/bin/python" -c "import torch; print('old-torch leg: torch', torch.__version__)"
+# Not here: the book build and the browser test (the main run has them), and the modules
+# that compare against smalldiffusion 0.5.0, which imports torchvision at import time; no
+# torchvision wheel runs beside this torch 2.13 CPU file (PyPI's fails with "operator
+# torchvision::nms does not exist"), so those comparisons run in the main run only.
 OMP_NUM_THREADS=1 "$VENV/bin/python" -m pytest -p no:cacheprovider -q -o addopts="" -m "not slow" tests \
-    --ignore=tests/test_book_build.py --ignore=tests/test_browser.py --ignore=tests/test_notebooks_meta.py
+    --ignore=tests/test_book_build.py --ignore=tests/test_browser.py --ignore=tests/test_notebooks_meta.py \
+    --ignore=tests/test_compat.py --ignore=tests/test_sampling.py --ignore=tests/test_schedules.py \
+    --ignore=tests/test_training_loop.py

@@ -12,7 +12,8 @@ over 5 draws. With --write the metrics go into smallunet/weights/NAME.json with
 for any file but the one the manifest names. It also records the FID at the end of
 the last training segment, writes a 10x10 grid of samples to
 bench/pretrained_samples.png, and the curve of FID against images seen to
-bench/fid_vs_images.png from the manifest's segments.
+bench/fid_vs_images.png from the manifest's segments, and the README's section on the
+shipped checkpoint (between its pretrained:start/end markers) from the manifest.
 """
 import argparse
 import json
@@ -58,6 +59,8 @@ def main(argv=None):
         if info.get("metrics", {}).get("weights_sha256") != sha:
             p.error(f"the manifest records no metrics for {path} (SHA-256 {sha}): run with --write first")
         figures(model, info, info["metrics"], args.bench_dir)
+        if args.bench_dir == ROOT / "bench":
+            write_readme(info)
         return
 
     t0 = time.time()
@@ -92,6 +95,48 @@ def main(argv=None):
                               "protocol": "evaluation.PROTOCOL (n=1000 against all 10,000 test images)"}
     manifest.write_text(json.dumps(info, indent=2) + "\n")
     figures(model, info, metrics, args.bench_dir)
+    write_readme(info)
+
+
+README_START, README_END = "<!-- pretrained:start -->", "<!-- pretrained:end -->"
+
+
+def readme_block(info: dict) -> str:
+    """The README's account of the shipped checkpoint, from its manifest."""
+    m = info["metrics"]
+    lines = [README_START,
+             f"The shipped checkpoint (`smallunet/weights/{info['file']}`, SHA-256 `{info['sha256'][:16]}…`) has seen "
+             f"**{info['images_seen']:,} training images ({info['epochs']} epochs)**, step {info['step']}, trained "
+             f"on this project's 2-core CPU in {len(info.get('segments', []))} segment(s):", "",
+             "| segment | images | batch | minutes | threads | recipe | FID-like at its end |",
+             "|---:|---:|---:|---:|---:|---|---:|"]
+    for seg in info.get("segments", []):
+        r = seg.get("recipe", {})
+        recipe = ", ".join(f"{k}={v}" for k, v in r.items() if v is not None)
+        end = seg.get("fid_end") or {}
+        score = f"{end['fid']:.1f}" + ("" if "10,000" in end.get("protocol", "") else " (older protocol)") if end else ""
+        lines.append(f"| {seg['segment']} | {seg['images']:,} | {seg['batch_size']} | {seg['minutes']} | "
+                     f"{seg['threads']} | {recipe} | {score} |")
+    lines += ["", f"Sample quality with the project's protocol (`{m['command']}`; {m['n']} samples, "
+                  f"{m['sampler']}, against the classifier features of all 10,000 test images):", "",
+              "| measure | value |", "|---|---|",
+              f"| FID-like score | **{m['fid']:.1f}** |",
+              f"| floor: {m['n']} training images against the same reference ({m['floor_draws']} draws) | "
+              f"{m['floor_fid_mean']:.2f} ± {m['floor_fid_std']:.2f} |",
+              f"| ratio to the floor (the goal: at most 2) | {m['ratio_to_floor']:.1f} |",
+              f"| KID (unbiased; floor {m['floor_kid_mean']:.2f} ± {m['floor_kid_std']:.2f}) | "
+              f"{m['kid']:.2f} ± {m['kid_std']:.2f} |",
+              "", "![100 samples of the shipped checkpoint](bench/pretrained_samples.png)", README_END]
+    return "\n".join(lines)
+
+
+def write_readme(info: dict) -> None:
+    path = ROOT / "README.md"
+    text = path.read_text()
+    if README_START not in text or README_END not in text:
+        raise SystemExit(f"README.md lacks the markers {README_START} ... {README_END}")
+    a, b = text.index(README_START), text.index(README_END) + len(README_END)
+    path.write_text(text[:a] + readme_block(info) + text[b:])
 
 
 def figures(model, info, metrics, bench_dir: Path):
