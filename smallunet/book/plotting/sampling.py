@@ -3,7 +3,9 @@ at every step, rows of samples per sampler, and FID against the number of steps.
 The numbers behind them (``generate``, ``fid_vs_steps``) live in
 ``smallunet.evaluation``, which ``scripts/fid_table.py`` also uses.
 
-Every plotting function returns a matplotlib Figure and never calls ``plt.show()``.
+Every plotting function returns a matplotlib Figure and never calls ``plt.show()``;
+the ``*_frames`` functions return kernel-free interactive figures (IPython HTML, see
+``interactive``), and ``sampler_explorer`` a live widget for a running kernel.
 """
 from __future__ import annotations
 
@@ -20,7 +22,8 @@ from ...sampling import samples
 from .common import new_figure, show_image
 
 __all__ = ["SAMPLERS", "precision_context", "trajectory", "generate", "fid_vs_steps",
-           "plot_trajectory", "plot_sampler_rows", "plot_fid_vs_steps", "fid_markdown"]
+           "plot_trajectory", "plot_sampler_rows", "plot_fid_vs_steps", "fid_markdown",
+           "trajectory_frames", "sampler_frames", "sampler_explorer"]
 
 
 @torch.no_grad()
@@ -113,3 +116,49 @@ def plot_fid_vs_steps(results: Mapping[str, Mapping[int, float]], floor: float |
         ax.set_title(f"{n} samples per point", fontsize=10)
     ax.legend(fontsize=8)
     return fig
+
+
+def trajectory_frames(xts, x0_hats, sigmas, n: int | None = None, **kwargs):
+    """The denoising trajectory behind a slider, one frame per sampling step (no kernel
+    needed): x_t before the step (top row) and the model's guess of x0 made from it
+    (bottom row) for ``n`` samples side by side; the last frame is the final sample.
+    Args: ``trajectory``'s output and the sigmas it ran on; kwargs go to ``image_frames``."""
+    from .interactive import image_frames
+
+    n_steps = len(x0_hats)
+    n = xts[0].shape[0] if n is None else n
+    frames = [[[xts[i][s].clamp(-1, 1) for s in range(n)], [x0_hats[i][s].clamp(-1, 1) for s in range(n)]]
+              for i in range(n_steps)]
+    frames.append([[xts[-1][s].clamp(-1, 1) for s in range(n)], [None] * n])
+    labels = [f"step {i + 1} of {n_steps}: x_t at sigma = {float(sigmas[i]):.3g}" for i in range(n_steps)]
+    labels.append(f"after step {n_steps}: the final samples (sigma = {float(sigmas[-1]):.3g})")
+    return image_frames(frames, labels, row_labels=["x_t", "x0 guess"], vlims=[(-1, 1), (-1, 1)], **kwargs)
+
+
+def sampler_frames(rows_by_steps: Mapping[int, Mapping[str, torch.Tensor]], **kwargs):
+    """The samplers compared over the number of steps behind a slider (no kernel needed):
+    one frame per step count, one row per sampler, the same starting noise in a column.
+    Args: {steps: {sampler label: (B, 1, H, W)}}; kwargs go to ``image_frames``."""
+    from .interactive import image_frames
+
+    ks = list(rows_by_steps)
+    names = list(rows_by_steps[ks[0]])
+    frames = [[[im.clamp(-1, 1) for im in rows_by_steps[k][name]] for name in names] for k in ks]
+    labels = [f"{k} sampling step{'s' if k != 1 else ''} ({k} forward passes of the U-Net)" for k in ks]
+    return image_frames(frames, labels, row_labels=names, vlims=[(-1, 1)] * len(names),
+                        horizontal_labels=True, **kwargs)
+
+
+def sampler_explorer(model: nn.Module, schedule, n: int = 8, seed: int = 1, steps: int = 10):
+    """A live widget (needs ipywidgets and a running kernel): sliders for the number of
+    steps and the sampler; reruns ``generate`` for ``n`` samples from the same seed."""
+    import ipywidgets as widgets
+    from IPython.display import display
+
+    def show(steps, sampler):
+        gam, mu = SAMPLERS[sampler]
+        x = generate(model, schedule.sample_sigmas(steps), n, gam, mu, seed=seed)
+        display(plot_sampler_rows({f"{sampler}, {steps} steps": x}))
+
+    return widgets.interactive(show, steps=widgets.IntSlider(value=steps, min=1, max=50),
+                               sampler=widgets.Dropdown(options=list(SAMPLERS), value="DDIM"))
