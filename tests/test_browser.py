@@ -1,0 +1,179 @@
+"""The built book in a real browser: headless Chromium (Debian's ``/usr/bin/chromium``)
+driven by PyPI's ``playwright``, offline (every http(s) request is refused), over every
+page of one build (the session fixture ``built_book`` in conftest.py).
+
+On every page: every <img> loads; no JavaScript error (but the theme's known one); no
+Markdown table left as raw pipe text; the math is rendered (MathJax is served locally); no frozen progress bar or other ipywidgets control
+(blank offline, frozen online: the static book has no kernel); no placeholder text; and
+the page with its images stays under 6 MB. Every kernel-free interactive figure
+(``smallunet.book.plotting.interactive``) changes what it draws when its slider moves,
+and the book has at least six of them. Skips only when playwright or chromium is missing.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+CHROMIUM = os.environ.get("SMALLUNET_CHROMIUM", "/usr/bin/chromium")
+if not (Path(CHROMIUM).is_file() or shutil.which(CHROMIUM)):
+    pytest.skip(f"chromium is not installed ({CHROMIUM}; apt-get install chromium)", allow_module_level=True)
+
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run"]
+# the theme's own error on every page when launch buttons are on (upstream's, harmless)
+ALLOWED_ERRORS = ("Identifier 'THEBE_JS_URL' has already been declared",)
+MAX_PAGE_BYTES = 6_000_000
+MIN_INTERACTIVE = 6
+PLACEHOLDERS = re.compile(r"\bTODO\b|\bFIXME\b|\bTBD\b|\bXXX\b|lorem ipsum|<Figure size \d|<IPython\.core\.display"
+                          r"|<matplotlib\.\w+|Loading widget|Error rendering output", re.IGNORECASE)
+# the separator row of a GFM table, |---|---:|, outside code: a table that was not rendered
+PIPE_TABLE = re.compile(r"^\s*\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)+\|?\s*$", re.MULTILINE)
+PROGRESS_TEXT = re.compile(r"\d+%\|[^\n]*\||\d+/\d+ \[\d+:\d+|[\d?.]+ ?(it|step|s)/s\]")
+PROGRESS_MODELS = ("FloatProgressModel", "IntProgressModel")
+
+# what a page shows, outside code cells' sources: prose and outputs
+VISIBLE_TEXT = """() => {
+  const main = (document.querySelector('main') || document.body).cloneNode(true);
+  main.querySelectorAll('.cell_input, script, style, noscript').forEach(e => e.remove());
+  return main.innerText;
+}"""
+PROSE_TEXT = """() => {
+  const main = (document.querySelector('main') || document.body).cloneNode(true);
+  main.querySelectorAll('pre, code, .highlight, .cell_input, script, style, noscript').forEach(e => e.remove());
+  return main.innerText;
+}"""
+BROKEN_IMAGES = """async () => {
+  const imgs = [...document.images];
+  imgs.forEach(i => { i.loading = 'eager'; });
+  await Promise.all(imgs.map(i => i.complete ? null : new Promise(done => {
+    i.addEventListener('load', done); i.addEventListener('error', done); setTimeout(done, 5000); })));
+  return imgs.filter(i => !(i.complete && i.naturalWidth > 0))
+             .map(i => (i.getAttribute('src') || i.outerHTML).slice(0, 120));
+}"""
+MATH = """async () => {
+  const expected = document.querySelectorAll('main span.math, main div.math').length;
+  if (expected && window.MathJax && MathJax.startup && MathJax.startup.promise) {
+    try { await MathJax.startup.promise; } catch (e) {} }
+  return {expected: expected, rendered: document.querySelectorAll('main mjx-container').length};
+}"""
+WIDGETS = """() => {
+  const state = document.querySelector('script[type="application/vnd.jupyter.widget-state+json"]');
+  const models = state ? JSON.parse(state.textContent).state : {};
+  return [...document.querySelectorAll('script[type="application/vnd.jupyter.widget-view+json"]')]
+    .map(s => { const id = JSON.parse(s.textContent).model_id;
+                return (models[id] || {}).model_name || 'unknown widget'; });
+}"""
+
+
+def pages(html: Path) -> list[Path]:
+    return sorted(p for p in html.rglob("*.html") if not {"_static", "_sources"} & set(p.relative_to(html).parts))
+
+
+def page_bytes(page: Path) -> int:
+    """The page and the local images it shows (data: URIs are inside the page already)."""
+    text = page.read_text(errors="replace")
+    images = {(page.parent / src).resolve() for src in re.findall(r'<img[^>]*\ssrc="([^"]+)"', text)
+              if not src.startswith(("data:", "http:", "https:", "//"))}
+    return page.stat().st_size + sum(p.stat().st_size for p in images if p.is_file())
+
+
+def move_slider(page, anim) -> dict:
+    """Move one interactive figure's slider with the keyboard; what it drew before and after."""
+    img, slider = anim.query_selector("img"), anim.query_selector("input[type=range]")
+    img.scroll_into_view_if_needed()
+    before = dict(src=img.get_attribute("src"), shot=img.screenshot(), value=slider.input_value(),
+                  frames=int(slider.get_attribute("max") or 0) + 1)
+    slider.focus()
+    page.keyboard.press("End" if before["value"] != str(before["frames"] - 1) else "Home")
+    page.wait_for_timeout(50)
+    return dict(before=before, value=slider.input_value(), src=img.get_attribute("src"), shot=img.screenshot())
+
+
+@pytest.fixture(scope="module")
+def report(built_book) -> dict[str, dict]:
+    """Open every page once in one browser; what each check found, by page."""
+    returncode, log, html = built_book
+    assert returncode == 0, "the book did not build:\n" + log
+    found = {}
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        context.route(re.compile(r"^(https?|wss?)://"), lambda route: route.abort())   # offline
+        for path in pages(html):
+            page = context.new_page()
+            errors = []
+            page.on("pageerror", lambda e, errors=errors: errors.append(str(e)))
+            page.goto(path.as_uri(), wait_until="load")
+            page.wait_for_timeout(100)              # the figures start in a setTimeout
+            r = dict(errors=[e for e in errors if not any(a in e for a in ALLOWED_ERRORS)],
+                     broken_images=page.evaluate(BROKEN_IMAGES), widgets=page.evaluate(WIDGETS),
+                     bytes=page_bytes(path), sliders=[], math=page.evaluate(MATH))
+            visible, prose = page.evaluate(VISIBLE_TEXT), page.evaluate(PROSE_TEXT)
+            r["raw_tables"] = [m.group(0).strip()[:80] for m in PIPE_TABLE.finditer(prose)]
+            r["progress_text"] = [m.group(0)[:80] for m in PROGRESS_TEXT.finditer(visible)]
+            r["placeholders"] = sorted({m.group(0) for m in PLACEHOLDERS.finditer(visible)})
+            for anim in page.query_selector_all("div.animation"):
+                r["sliders"].append(move_slider(page, anim))
+            found[str(path.relative_to(html))] = r
+            page.close()
+        browser.close()
+    return found
+
+
+def problems(report, key) -> dict:
+    return {page: r[key] for page, r in report.items() if r[key]}
+
+
+def test_every_image_loads(report):
+    assert not problems(report, "broken_images")
+
+
+def test_no_javascript_errors(report):
+    assert not problems(report, "errors")
+
+
+def test_no_markdown_table_left_as_raw_text(report):
+    assert not problems(report, "raw_tables")
+
+
+def test_no_frozen_progress_bar_or_widget(report):
+    progress = {page: r["widgets"] for page, r in report.items() if set(r["widgets"]) & set(PROGRESS_MODELS)}
+    assert not progress, f"frozen progress bars (ipywidgets/tqdm in a stored output): {progress}"
+    assert not problems(report, "progress_text"), "progress-bar text left in a stored output"
+    assert not problems(report, "widgets"), ("ipywidgets controls on a static page (blank offline, frozen "
+                                             "online): give them a static counterpart and hide them")
+
+
+def test_math_renders_offline(report):
+    """MathJax comes with the build (book/_ext/local_mathjax.py), so no raw \\( ... \\) is left."""
+    raw = {page: r["math"] for page, r in report.items() if r["math"]["rendered"] < r["math"]["expected"]}
+    assert not raw, f"math left unrendered offline (expected vs rendered): {raw}"
+
+
+def test_no_placeholder_text(report):
+    assert not problems(report, "placeholders")
+
+
+def test_pages_stay_under_6_mb(report):
+    print(json.dumps({page: dict(bytes=r["bytes"], interactive=len(r["sliders"])) for page, r in report.items()},
+                     indent=1, sort_keys=True))                    # shown with pytest -rA
+    big = {page: r["bytes"] for page, r in report.items() if r["bytes"] > MAX_PAGE_BYTES}
+    assert not big, f"pages over {MAX_PAGE_BYTES:,} bytes (with their images): {big}"
+
+
+def test_interactive_figures_change_when_their_slider_moves(report):
+    sliders = [(page, s) for page, r in report.items() for s in r["sliders"]]
+    summary = {page: len(r["sliders"]) for page, r in report.items() if r["sliders"]}
+    assert len(sliders) >= MIN_INTERACTIVE, f"{len(sliders)} interactive figures, want >= {MIN_INTERACTIVE}: {summary}"
+    for page, s in sliders:
+        assert s["before"]["frames"] >= 2, (page, s["before"]["frames"])
+        assert s["value"] != s["before"]["value"], f"{page}: the slider did not move"
+        assert s["src"] != s["before"]["src"], f"{page}: moving the slider did not change the frame shown"
+        assert s["shot"] != s["before"]["shot"], f"{page}: moving the slider did not change what is drawn"
+
