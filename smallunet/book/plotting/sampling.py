@@ -46,18 +46,23 @@ def trajectory(model: nn.Module, sigmas: torch.Tensor, gam: float = 1.0, mu: flo
 
 
 def fid_markdown(results: Mapping[str, Mapping[int, float]], floor: float | None = None,
-                 samplers: Mapping[str, tuple[float, float]] = SAMPLERS) -> str:
+                 samplers: Mapping[str, tuple[float, float]] = SAMPLERS,
+                 spread: Mapping[str, Mapping[int, float]] | None = None,
+                 floor_spread: float | None = None) -> str:
     """A markdown table: one row per sampler (labelled with its (gam, mu) from
-    ``samplers``), one column per number of steps, and the floor as the last row."""
+    ``samplers``), one column per number of steps, and the floor as the last row;
+    with ``spread`` (same layout: a standard deviation over seeds) each cell is mean ± std."""
     steps = sorted({k for r in results.values() for k in r})
     lines = ["| sampler (gam, mu) | " + " | ".join(f"{k} steps" for k in steps) + " |",
              "|---|" + "---:|" * len(steps)]
     for name, r in results.items():
         gm = samplers.get(name)
         label = f"{name} {gm}" if gm else name
-        lines.append(f"| {label} | " + " | ".join(f"{r[k]:.2f}" if k in r else "" for k in steps) + " |")
+        cell = (lambda k: f"{r[k]:.2f}" + (f" ± {spread[name][k]:.2f}" if spread else ""))
+        lines.append(f"| {label} | " + " | ".join(cell(k) if k in r else "" for k in steps) + " |")
     if floor is not None:
-        lines.append(f"| real vs real (floor) | " + " | ".join(f"{floor:.2f}" for _ in steps) + " |")
+        f = f"{floor:.2f}" + (f" ± {floor_spread:.2f}" if floor_spread is not None else "")
+        lines.append("| real vs real (floor) | " + " | ".join(f for _ in steps) + " |")
     return "\n".join(lines)
 
 
@@ -96,21 +101,25 @@ def plot_sampler_rows(rows: Mapping[str, torch.Tensor], size: float = 1.0) -> Fi
 
 
 def plot_fid_vs_steps(results: Mapping[str, Mapping[int, float]], floor: float | None = None,
-                      n: int | None = None) -> Figure:
-    """FID against the number of sampling steps, one line per sampler, and the
+                      n: int | None = None, spread: Mapping[str, Mapping[int, float]] | None = None) -> Figure:
+    """FID against the number of sampling steps, one line per sampler (with error bars
+    of ``spread``, a standard deviation over seeds, when given), and the
     real-versus-real floor at the same sample count as a dashed line."""
+    from matplotlib.ticker import FixedLocator, NullLocator
     fig, axes = new_figure(1, 1, size=(5.5, 3.4))
     ax = axes[0, 0]
     for name, r in results.items():
         ks = sorted(r)
-        ax.plot(ks, [r[k] for k in ks], marker="o", label=name)
+        err = [spread[name][k] for k in ks] if spread else None
+        ax.errorbar(ks, [r[k] for k in ks], yerr=err, marker="o", capsize=3, label=name)
     if floor is not None:
         ax.axhline(floor, color="k", ls="--", lw=1, label="real vs real (floor)")
     ax.set(xscale="log", xlabel="sampling steps", ylabel="FID (our classifier's features)")
     ax.set_ylim(bottom=0)
     ks = sorted({k for r in results.values() for k in r})
-    ax.set_xticks(ks, [str(k) for k in ks])
-    ax.minorticks_off()
+    ax.xaxis.set_major_locator(FixedLocator(ks))          # one labelled tick per step count
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xticklabels([str(k) for k in ks])
     ax.grid(True, alpha=0.3)
     if n is not None:
         ax.set_title(f"{n} samples per point", fontsize=10)
