@@ -99,28 +99,43 @@ def plot_attention_queries(clean: torch.Tensor, maps: torch.Tensor, sigmas: Sequ
     return fig
 
 
+def uniform_spread(side: int, size: int = 28) -> dict[str, float]:
+    """What attending evenly to all side x side tokens gives: the mean distance in
+    pixels of the ``size`` x ``size`` input, and 100 % of the tokens."""
+    from ..inspect import attention_spread
+    uniform = torch.full((1, 1, side * side, side * side), 1.0 / side ** 2)
+    return dict(distance=float(attention_spread(uniform)["distance"].mean()) * size / side, tokens=100.0)
+
+
 def plot_attention_spread(stats: dict[str, dict[str, torch.Tensor]], sigmas: Sequence[float],
                           size: int = 28) -> Figure:
     """Two heat maps, blocks x sigma: how far queries look on average (in pixels of
-    the ``size`` x ``size`` input) and over what share of the N tokens they spread their weight.
+    the ``size`` x ``size`` input) and over what share of the N tokens they spread their
+    weight, with a last row per grid size for uniform attention (the baseline). Each
+    panel has one colour scale for all its rows, from 0 to the largest value.
 
     Args:
         stats: block name -> {"distance": (S,), "tokens": (S,), "side": R} averaged over
             queries and images, distance in grid cells of the block."""
     names = list(stats)
-    fig, axes = new_figure(1, 2, size=(3.6, 0.45 * len(names) + 1.2))
+    sides = sorted({stats[n]["side"] for n in names}, reverse=True)
+    fig, axes = new_figure(1, 2, size=(3.6, 0.45 * (len(names) + len(sides)) + 1.2))
     for ax, key, label in ((axes[0, 0], "distance", "mean distance (input pixels)"),
                            (axes[0, 1], "tokens", "effective tokens, exp(entropy), % of N")):
         vals = np.array([[float(v) for v in stats[n][key]] for n in names])
         side = np.array([[stats[n]["side"]] for n in names])
         vals = vals * size / side if key == "distance" else 100 * vals / side ** 2
-        im = ax.imshow(vals, cmap="viridis", aspect="auto")
+        base = np.array([[uniform_spread(r, size)[key]] * len(sigmas) for r in sides])
+        vals = np.vstack([vals, base])
+        im = ax.imshow(vals, cmap="viridis", aspect="auto", vmin=0, vmax=vals.max())
         for (r, c), v in np.ndenumerate(vals):
             ax.text(c, r, f"{v:.1f}", ha="center", va="center", fontsize=8,
-                    color="white" if v < vals.mean() else "black")
+                    color="white" if v < 0.6 * vals.max() else "black")
+        ax.axhline(len(names) - 0.5, color="white", lw=2)
         ax.set_xticks(range(len(sigmas)), [f"{s:g}" for s in sigmas])
-        ax.set_yticks(range(len(names)), [f"{block_label(n)} ({stats[n]['side']}x{stats[n]['side']})"
-                                          for n in names])
+        ax.set_yticks(range(len(names) + len(sides)),
+                      [f"{block_label(n)} ({stats[n]['side']}x{stats[n]['side']})" for n in names]
+                      + [f"uniform ({r}x{r})" for r in sides])
         ax.set_xlabel("sigma")
         ax.set_title(label, fontsize=10)
         fig.colorbar(im, ax=ax, shrink=0.8)
