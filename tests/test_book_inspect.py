@@ -10,7 +10,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from smallunet import AttnBlock, Scaled, Unet
 from smallunet.book.costs import count_parameters, dit_cost, flop_counter
 from smallunet.book.inspect import (attention_maps, flop_counts, level_table, pop_modules,
-                                    push_modules, skip_trace, stages, zero_skip)
+                                    push_modules, skip_ablation, skip_trace, stages, zero_skip)
 
 # (in_dim, ch, ch_mult, num_res_blocks, attn_resolutions): small, and the book's model
 SETTINGS = [
@@ -81,6 +81,33 @@ def test_zero_skip_changes_only_inside_the_with(setting):
     with pytest.raises(ValueError, match="pop_index"):
         with zero_skip(model, len(pop_modules(model))):
             pass
+    with pytest.raises(ValueError, match="mode must be 'zero' or 'mean', got 'drop'"):
+        with zero_skip(model, 0, mode="drop"):
+            pass
+
+
+def test_mean_ablation_replaces_the_skip_by_its_batch_mean():
+    model = make(*SETTINGS[0])
+    x, sigma = inputs(model)
+    pops = pop_modules(model)
+    _, push = push_modules(model)[len(pops) - 1]           # what pop 0 pops: the last push
+    seen = {}
+    with zero_skip(model, 0, mode="mean"):                 # its hook runs first ...
+        handle = pops[0][1].register_forward_pre_hook(lambda m, a: seen.__setitem__("in", a[0].clone()))
+        model(x, sigma)                                    # ... then ours records what the block gets
+        handle.remove()
+    from smallunet.book.inspect import _out_channels
+    skip = seen["in"][:, -_out_channels(push):]            # the skip's channels, at the end
+    torch.testing.assert_close(skip, skip.mean(0, keepdim=True).expand_as(skip))
+
+
+def test_skip_ablation_reports_every_skip_and_level():
+    model = make(*SETTINGS[0])
+    x0 = torch.rand(4, model.in_ch, model.in_dim, model.in_dim) * 2 - 1
+    out = skip_ablation(model, x0, sigmas=(0.1, 1.0))
+    n = len(pop_modules(model))
+    assert set(out["base"]) == {0.1, 1.0}
+    assert all(len(out[(m, s)]) == n for m in ("zero", "mean") for s in (0.1, 1.0))
 
 
 @pytest.mark.parametrize("setting", SETTINGS)

@@ -112,18 +112,25 @@ def skip_features(model: Unet, x: torch.Tensor, sigma: torch.Tensor, cond=None) 
 
 
 @contextlib.contextmanager
-def zero_skip(model: Unet, pop_index: int):
-    """Inside the ``with``, the ``pop_index``-th up block receives zeros instead of
-    its skip; the down path and every other skip are untouched."""
+def zero_skip(model: Unet, pop_index: int, mode: str = "zero"):
+    """Inside the ``with``, the ``pop_index``-th up block receives, instead of its skip,
+    zeros (``mode="zero"``) or the skip's mean over the batch at every position and
+    channel (``mode="mean"``, a milder ablation that keeps the average features); the down
+    path and every other skip are untouched."""
     pops = pop_modules(model)
     if not 0 <= pop_index < len(pops):
         raise ValueError(f"pop_index must be in [0, {len(pops)}), got {pop_index}")
+    if mode not in ("zero", "mean"):
+        raise ValueError(f"mode must be 'zero' or 'mean', got {mode!r}")
     _, push = push_modules(model)[len(pops) - 1 - pop_index]     # last pushed, first popped
     c_skip = _out_channels(push)
 
     def hook(module, args):
         cat = args[0].clone()
-        cat[:, -c_skip:] = 0
+        if mode == "zero":
+            cat[:, -c_skip:] = 0
+        else:
+            cat[:, -c_skip:] = cat[:, -c_skip:].mean(0, keepdim=True)
         return (cat,) + tuple(args[1:])
 
     handle = pops[pop_index][1].register_forward_pre_hook(hook)
@@ -246,3 +253,26 @@ def attention_spread(attn: torch.Tensor) -> dict[str, torch.Tensor]:
     dist = torch.cdist(pos, pos)                                          # (N, N)
     entropy = -(attn * attn.clamp_min(1e-12).log()).sum(-1)
     return dict(distance=(attn * dist).sum(-1), tokens=entropy.exp())
+
+
+@torch.no_grad()
+def skip_ablation(model: Unet, x0: torch.Tensor, sigmas, modes=("zero", "mean"), seed: int = 0) -> dict:
+    """The error of the x0 estimate with each skip ablated in turn, over noise levels.
+
+    Returns {"base": {sigma: mse}, (mode, sigma): [mse with pop k ablated, k = 0, 1, ...]},
+    each an MSE against ``x0`` of ``x_t - sigma * eps_hat`` over all images, with one
+    noise draw (``seed``) shared by every variant at a level."""
+    out = {"base": {}}
+    n_pops = len(pop_modules(model))
+    for s in sigmas:
+        sig = torch.tensor(float(s))
+        xt = x0 + sig * torch.randn(x0.shape, generator=torch.Generator().manual_seed(seed))
+        est = lambda: xt - sig * model(xt, sig)
+        out["base"][float(s)] = float(((est() - x0) ** 2).mean())
+        for mode in modes:
+            errs = []
+            for k in range(n_pops):
+                with zero_skip(model, k, mode=mode):
+                    errs.append(float(((est() - x0) ** 2).mean()))
+            out[(mode, float(s))] = errs
+    return out

@@ -32,7 +32,9 @@ def html_table(rows: Sequence[dict], columns: dict[str, str]) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in columns.values())
     body = "".join("<tr>" + "".join(f"<td>{html.escape(cell(r.get(k)))}</td>" for k in columns) + "</tr>"
                    for r in rows)
-    return f'<table class="table"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+    # the wrapper scrolls a wide table inside the page's column instead of cutting it off
+    return (f'<div style="overflow-x:auto; max-width:100%"><table class="table" style="font-size:0.85em">'
+            f'<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>')
 
 
 def _shape(shape: tuple) -> str:
