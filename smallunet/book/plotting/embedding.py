@@ -83,13 +83,13 @@ def _arc(ax, sigmas, scaling_factor: float, log_scale: bool, marks: Sequence[flo
             near[0][2].append(f"{value:g}")
         else:
             groups.append((float(x), float(y), [f"{value:g}"]))
-    for x, y, names in groups:
-        ha = "left" if x > 0.3 else "right" if x < -0.3 else "center"
-        ax.annotate(" & ".join(names), (x, y), xytext=(1.14 * x, 1.2 * y), ha=ha,
-                    va="center", fontsize=10)
+    for x, y, names in groups:            # inside the circle, so no label reaches the next panel
+        ax.annotate(" & ".join(names), (x, y), xytext=(0.68 * x, 0.68 * y), ha="center",
+                    va="center", fontsize=9, annotation_clip=True,
+                    bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.8))
     ax.set_aspect("equal")
-    ax.set_xlim(-1.75, 1.75)
-    ax.set_ylim(-1.45, 1.45)
+    ax.set_xlim(-1.25, 1.25)
+    ax.set_ylim(-1.25, 1.25)
     ax.set_xlabel("sin")
     ax.set_ylabel("cos")
     arg = f"{scaling_factor:g} · {'log σ' if log_scale else 'σ'}"
