@@ -61,9 +61,15 @@ BROKEN_IMAGES = """async () => {
 }"""
 MATH = """async () => {
   const expected = document.querySelectorAll('main span.math, main div.math').length;
+  const sleep = ms => new Promise(r => setTimeout(r, ms));
+  const rendered = () => document.querySelectorAll('main mjx-container').length;
+  const t0 = Date.now();   // the MathJax script loads deferred: wait for it to exist, then to finish
+  while (expected && !(window.MathJax && MathJax.startup && MathJax.startup.promise) && Date.now() - t0 < 15000)
+    await sleep(50);
   if (expected && window.MathJax && MathJax.startup && MathJax.startup.promise) {
     try { await MathJax.startup.promise; } catch (e) {} }
-  return {expected: expected, rendered: document.querySelectorAll('main mjx-container').length};
+  while (expected && rendered() < expected && Date.now() - t0 < 15000) await sleep(50);
+  return {expected: expected, rendered: rendered()};
 }"""
 # every widget view on the page, as the model names of it and all its children
 # (a tqdm bar is an HBox holding an HTML label and a FloatProgress)
@@ -84,7 +90,10 @@ WIDGETS = """() => {
 
 
 def pages(html: Path) -> list[Path]:
-    return sorted(p for p in html.rglob("*.html") if not {"_static", "_sources"} & set(p.relative_to(html).parts))
+    """Every built page, except redirects (index.html is a meta refresh to the intro,
+    which is checked itself: evaluating a page while it navigates away is a race)."""
+    return sorted(p for p in html.rglob("*.html") if not {"_static", "_sources"} & set(p.relative_to(html).parts)
+                  and 'http-equiv="Refresh"' not in p.read_text(errors="replace")[:2000])
 
 
 def page_bytes(page: Path) -> int:
