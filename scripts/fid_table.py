@@ -6,7 +6,7 @@ table to bench/fid_vs_steps.md (the chapter Sampling displays that file).
     python scripts/fid_table.py --threads 1 --precision fp32
 
 Every sampler starts from the same noise (seed 0), the samples are scored with
-``smallunet.evaluation.fid`` against ``n`` real test images, and the real-versus-real
+``smallunet.evaluation.fid`` against all 10,000 test images (the protocol's reference), and the real-versus-real
 floor ``fid_floor(n)`` is written beside them. The file records the command, the
 machine, the checkpoint (step and SHA-256) and the wall time, so a stale table can
 be recognised: re-run the command after the shipped weights change.
@@ -27,8 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing the package
 
 from smallunet import ScheduleLogLinear, default_device  # noqa: E402
-from smallunet.data import load_fashion_mnist  # noqa: E402
-from smallunet.evaluation import feature_statistics, fid_floor  # noqa: E402
+from smallunet.evaluation import fid_floor, reference_statistics  # noqa: E402
 from smallunet.book.plotting.sampling import fid_markdown  # noqa: E402
 from smallunet.evaluation import SAMPLERS, fid_vs_steps  # noqa: E402
 from smallunet.pretrained import load_pretrained, pretrained_info  # noqa: E402
@@ -62,9 +61,7 @@ def main(argv=None) -> int:
     schedule = ScheduleLogLinear(N=800, sigma_min=0.01, sigma_max=20)
 
     start = time.time()
-    x_test, _ = load_fashion_mnist("test")
-    reference = x_test[torch.randperm(len(x_test), generator=torch.Generator().manual_seed(args.seed))[:args.n]]
-    ref_stats = feature_statistics(reference)
+    ref_stats = reference_statistics()          # the protocol's reference: all 10,000 test images
     floor = fid_floor(args.n, seed=args.seed)
     samplers = dict(SAMPLERS, **EXTRA)
     results = fid_vs_steps(model, schedule, ref_stats, steps=args.steps, n=args.n, samplers=samplers,
@@ -76,11 +73,12 @@ def main(argv=None) -> int:
     command = "python scripts/fid_table.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     text = f"""# FID against sampling steps
 
-{args.n} samples per point, scored against {args.n} FashionMNIST test images with the
+{args.n} samples per point, scored against all 10,000 FashionMNIST test images with the
 FID-like score of `smallunet.evaluation` (features of the book's FashionMNIST classifier;
 not comparable with published FIDs). Every sampler starts from the same noise
 (seed {args.seed}); lower is better. The last row is the real-versus-real floor at the
-same count (`fid_floor({args.n})`): what a perfect generator would score.
+same count (`fid_floor({args.n})`, {args.n} training images against the same reference):
+what a perfect generator would score.
 
 {fid_markdown(results, floor, samplers=samplers)}
 

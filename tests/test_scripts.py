@@ -89,3 +89,14 @@ def test_recipe_study_tiny_run(tmp_path):
     assert all(a["steps"] >= 1 and len(a["fid"]) == 1 for a in results["arms"].values())
     text = (tmp_path / "recipe.md").read_text()
     assert "| min_snr | loss_weight=min_snr, min_snr_gamma=5.0 |" in text and (tmp_path / "recipe.png").is_file()
+
+
+def test_fid_table_tiny_run(tmp_path):
+    out = tmp_path / "fid.md"
+    done = run(ROOT / "scripts" / "fid_table.py", "--n", "8", "--steps", "1", "2", "--threads", "1",
+               "--precision", "fp32", "--out", out)
+    assert done.returncode == 0, done.stderr[-2000:]
+    text = out.read_text()
+    assert "| DDIM (1.0, 0.0) |" in text and "| real vs real (floor) |" in text
+    from smallunet.pretrained import pretrained_info
+    assert pretrained_info()["sha256"] in text          # it names the checkpoint it measured
