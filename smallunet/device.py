@@ -2,6 +2,7 @@
 whether it computes bf16 natively, and the CPU's name for results files."""
 from __future__ import annotations
 
+import contextlib
 import platform
 from pathlib import Path
 
@@ -61,3 +62,11 @@ def bf16_supported(device: torch.device | str) -> bool:
         native = bool({"avx512_bf16", "amx_bf16"} & flags) or "bf16" in flags
         return native and (bool(probe()) if probe is not None else False)
     return False
+
+
+def bf16_autocast(device: torch.device | str, enabled: bool = True):
+    """bf16 autocast on ``device``, or a null context when off (``torch.autocast("mps",
+    enabled=False)`` raises on torch < 2.5). The trainer and the sampling helpers use it."""
+    if not enabled:
+        return contextlib.nullcontext()
+    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)

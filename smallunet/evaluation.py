@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 
 from ._checks import check_float, check_image, check_int
 from .classifier import CLASSIFIER_SHA256, FashionClassifier, load_classifier
-from .device import model_device
+from .device import bf16_autocast, model_device
 from .sampling import samples
 
 PROTOCOL = dict(n=1000, seed=0, steps=20, gam=1.6, mu=0.0, floor_draws=5,
@@ -242,12 +242,7 @@ def floor(n: int = PROTOCOL["n"], draws: int = PROTOCOL["floor_draws"], root=Non
 
 
 # --- samples, and scoring them ------------------------------------------------------------
-def precision_context(device: torch.device, bf16: bool):
-    """bf16 autocast on ``device`` when ``bf16``, else nothing (the model runs in fp32)."""
-    import contextlib
-    if bf16:
-        return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+precision_context = bf16_autocast      # (device, bf16): the name the chapters know
 
 
 @torch.no_grad()

@@ -8,7 +8,6 @@ DistributedDataParallel under ``torchrun``.
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
@@ -26,7 +25,7 @@ from ._checks import check_tensor
 from .checkpoint import (load_checked, optimizer_from_tensors, optimizer_to_tensors, read_weights,
                          save_atomic, split_prefix, write_weights)
 from .data import random_hflip
-from .device import bf16_supported, default_device  # noqa: F401 (bf16_supported: re-exported)
+from .device import bf16_autocast as autocast, bf16_supported, default_device  # noqa: F401 (bf16_supported: re-exported)
 from .recipe import (TrainConfig, build_model, build_schedule, draw_sigmas, loss_weights,  # noqa: F401
                      lr_factor)
 from .training import denoiser_loss
@@ -52,14 +51,6 @@ def ema_multi_avg_fn(decay: float, warmup: bool):
             w = w.to(ema_params[0].dtype)
         torch._foreach_lerp_(ema_params, params, w)
     return update
-
-
-def autocast(device_type: str, enabled: bool):
-    """bf16 autocast, or a null context when off (``torch.autocast("mps", enabled=False)``
-    raises on torch < 2.5)."""
-    if not enabled:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type, dtype=torch.bfloat16)
 
 
 def check_training_data(data, cfg: TrainConfig) -> torch.Tensor:
