@@ -53,6 +53,27 @@ def ema_multi_avg_fn(decay: float, warmup: bool):
     return update
 
 
+def graft_unconditional(model: torch.nn.Module, sd: dict[str, torch.Tensor]) -> None:
+    """Start a conditional model from an unconditional one's weights ``sd``.
+
+    Every weight but the label embedding's is copied; the label embedding's output layer
+    is zeroed, so the conditional model starts as exactly the unconditional one, for every
+    label (the null class included), and learns what a label adds from there. Its table of
+    embeddings keeps its random start: the zero layer after it still receives gradients.
+    """
+    cond = getattr(model, "cond_embed", None)
+    if cond is None or not hasattr(cond, "mlp"):
+        raise ValueError("graft_unconditional needs a model with a CondEmbedderLabel as cond_embed, "
+                         f"got cond_embed={cond!r}")
+    missing, unexpected = model.load_state_dict(sd, strict=False)
+    if unexpected or any(not k.startswith("cond_embed.") for k in missing):
+        raise ValueError(f"graft_unconditional: the weights must be those of the same Unet without "
+                         f"cond_embed; missing {missing}, unexpected {unexpected}")
+    with torch.no_grad():
+        cond.mlp[-1].weight.zero_()
+        cond.mlp[-1].bias.zero_()
+
+
 def check_training_data(data, cfg: TrainConfig) -> torch.Tensor:
     """Images must be a float tensor (N, in_ch, in_dim, in_dim) of finite values in [-1, 1]."""
     check_tensor("data", data)
@@ -175,6 +196,7 @@ class Trainer:
         self.generator = torch.Generator(device=self.device).manual_seed(cfg.seed * 1000 + self.rank)
         torch.manual_seed(cfg.seed * 1000 + self.rank)   # dropout's random numbers
         self.step, self.history = 0, []
+        self.grafted_from = None   # the unconditional weights a conditional run started from
         self.checkpoint = Path(checkpoint) if checkpoint is not None else None
         if init_weights is not None:
             self.load_weights(init_weights)
@@ -182,7 +204,7 @@ class Trainer:
             if init_weights is None:
                 raise ValueError("init_ema needs init_weights (the raw weights to train)")
             ema_sd, model_sd, _ = read_weights(init_ema)
-            self.ema.module.load_state_dict({k: v.float() for k, v in (ema_sd or model_sd).items()})
+            self._load_into(self.ema.module, ema_sd or model_sd, init_ema)
         if self.checkpoint is not None and self.checkpoint.exists():
             self.load_checkpoint(self.checkpoint)
 
@@ -306,7 +328,8 @@ class Trainer:
             tensors.update({f"rng.{rank}.{k}": v for k, v in states.items()})
         save_atomic(tensors, path, metadata={
             "config": self.cfg.to_json(), "step": str(self.step), "param_groups": groups,
-            "history": json.dumps(self.history), "format": "smallunet-train-checkpoint-1"})
+            "history": json.dumps(self.history), "format": "smallunet-train-checkpoint-1",
+            **({"grafted_from": self.grafted_from} if self.grafted_from else {})})
 
     def load_checkpoint(self, path: str | os.PathLike) -> None:
         """Resume from a training checkpoint. Its configuration must agree with this
@@ -340,6 +363,7 @@ class Trainer:
             torch.cuda.set_rng_state(rng["cuda"], self.device)
         self.step = int(meta["step"])
         self.history = [tuple(h) for h in json.loads(meta.get("history", "[]"))]
+        self.grafted_from = meta.get("grafted_from", self.grafted_from)
 
     def load_weights(self, path: str | os.PathLike) -> None:
         """Start from exported weights or a training checkpoint, with a fresh optimizer:
@@ -352,17 +376,39 @@ class Trainer:
         model_sd = model_sd or ema_sd
         ema_sd = ema_sd or model_sd
         ema_updates = int(meta.get("ema_updates", "1000"))
-        self.model.load_state_dict({k: v.float() for k, v in model_sd.items()})
-        self.ema.module.load_state_dict({k: v.float() for k, v in ema_sd.items()})
-        self.ema.n_averaged.fill_(ema_updates)
+        grafted = self._load_into(self.model, model_sd, path)
+        self._load_into(self.ema.module, ema_sd, path)
+        if grafted:
+            self.grafted_from = str(path)
+        # A graft restarts the EMA's warm-up (decay (1+n)/(10+n)): the label embedding starts
+        # at zero, and a 0.999 average would lag the fine-tune by a thousand steps.
+        self.ema.n_averaged.fill_(1 if self.grafted_from else ema_updates)
         self.step = int(meta.get("step", "0"))
         self.history = [tuple(h) for h in json.loads(meta.get("history", "[]"))]
+
+    def _load_into(self, model: torch.nn.Module, sd: dict[str, torch.Tensor], path) -> bool:
+        """Load ``sd`` into ``model``; returns True when an unconditional model's weights were
+        grafted into this conditional one (see ``graft_unconditional``)."""
+        sd = {k: v.float() for k, v in sd.items()}
+        own = model.state_dict()
+        missing = sorted(set(own) - set(sd))
+        if missing and all(k.startswith("cond_embed.") for k in missing) and not set(sd) - set(own):
+            graft_unconditional(model, sd)
+            return True
+        try:
+            model.load_state_dict(sd)
+        except RuntimeError as err:
+            raise ValueError(f"the weights in {path} do not fit this recipe's model "
+                             f"(check ch, ch_mult, attn_resolutions, num_classes): {err}") from None
+        return False
 
     def export_weights(self, path: str | os.PathLike, dtype=torch.float16, include_model: bool = True,
                        extra_metadata: dict[str, str] | None = None) -> None:
         """Weights only (no optimizer), for git and for load_pretrained: ema.* (and model.*)."""
         meta = {"config": self.cfg.to_json(), "step": str(self.step),
                 "ema_updates": str(int(self.ema.n_averaged)), "history": json.dumps(self.history)}
+        if self.grafted_from:
+            meta["grafted_from"] = self.grafted_from
         meta.update(extra_metadata or {})
         write_weights(path, self.ema.module.state_dict(),
                       self.model.state_dict() if include_model else None, meta, dtype=dtype)

@@ -138,3 +138,38 @@ def test_bad_data():
         trainer(data_=data(4), max_steps=1)
     with pytest.raises(TypeError, match="cfg must be a TrainConfig"):
         Trainer({"batch_size": 8}, data=data())
+
+
+def test_conditional_run_grafted_onto_unconditional_weights(tmp_path):
+    """A conditional recipe started from an unconditional model's weights starts as exactly
+    that model, for every label, then learns what the labels add; resuming keeps the graft's
+    provenance, and weights of another architecture are refused."""
+    uncond = trainer(max_steps=2)
+    uncond.run()
+    path = tmp_path / "u.safetensors"
+    uncond.export_weights(path, dtype=torch.float32)
+    labels = torch.arange(64) % 3
+    cfg = TrainConfig(**{**TINY, "max_steps": 6, "num_classes": 3, "lr": 2e-3})
+    cond = Trainer(cfg, data=data(), labels=labels, device="cpu", init_weights=path,
+                   checkpoint=tmp_path / "c.safetensors", progress=False)
+    assert cond.grafted_from == str(path) and cond.step == 2
+    assert int(cond.ema.n_averaged) == 1            # the EMA's warm-up restarts
+    x, sigma = torch.randn(4, 1, 8, 8), torch.tensor(1.0)
+    with torch.no_grad():
+        want = uncond.ema_model()(x, sigma)
+        for y in range(4):                           # 3 classes and the null class
+            got = cond.ema_model()(x, sigma, cond=torch.full((4,), y))
+            torch.testing.assert_close(got, want, rtol=0, atol=0)
+    cond.run()
+    with torch.no_grad():
+        m = cond.ema_model()
+        outs = [m(x, sigma, cond=torch.full((4,), y)) for y in range(3)]
+    assert (outs[0] - outs[1]).abs().max() > 0       # the labels now change the prediction
+    cond.export_weights(tmp_path / "c_w.safetensors", dtype=torch.float32)
+    assert read_metadata(tmp_path / "c_w.safetensors")["grafted_from"] == str(path)
+    resumed = Trainer(TrainConfig(**{**TINY, "max_steps": 7, "num_classes": 3, "lr": 2e-3}), data=data(),
+                      labels=labels, device="cpu", checkpoint=tmp_path / "c.safetensors", progress=False)
+    assert resumed.grafted_from == str(path) and resumed.step == 6
+    wider = TrainConfig(**{**TINY, "ch": 64, "max_steps": 1})
+    with pytest.raises(ValueError, match="do not fit this recipe's model"):
+        Trainer(wider, data=data(), device="cpu", init_weights=path, progress=False)
