@@ -44,6 +44,27 @@ def migrate(old: dict) -> list[dict]:
                  fid_end=_fid_end(metrics) if metrics else None)]
 
 
+def grafted_origin(path: str, weights_dir: Path) -> dict:
+    """What a grafted run started from: the shipped checkpoint whose file it read."""
+    path = Path(path)
+    for manifest in sorted(weights_dir.glob("*.json")):
+        m = json.loads(manifest.read_text())
+        files = {m.get("file"), (m.get("raw_weights") or {}).get("file")}
+        if path.name in files and (weights_dir / path.name).is_file():
+            if sha256_of(weights_dir / path.name) not in (m.get("sha256"), (m.get("raw_weights") or {}).get("sha256")):
+                continue     # the file changed since: not the weights the manifest names
+            return {"name": manifest.stem, "file": path.name, "sha256": sha256_of(weights_dir / path.name),
+                    "step": m["step"], "images_seen": m["images_seen"],
+                    "fid": (m.get("metrics") or {}).get("fid")}
+    if path.is_file():
+        _, _, meta = read_weights(path)
+        step = int(meta.get("step", 0))
+        return {"file": str(path), "sha256": sha256_of(path), "step": step,
+                "images_seen": step * json.loads(meta["config"])["batch_size"]}
+    raise SystemExit(f"the run was grafted onto {path}, which is neither a shipped checkpoint nor "
+                     f"a file here: cannot record where it started")
+
+
 def _fid_end(metrics: dict) -> dict:
     if "floor_fid_mean" in metrics:      # scored with evaluation.PROTOCOL
         return {"fid": metrics["fid"], "kid": metrics["kid"], "floor": metrics["floor_fid_mean"],
@@ -72,10 +93,15 @@ def main(argv=None):
     manifest_path = args.weights_dir / f"{args.name}.json"
     old = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
     segments = list(old.get("segments", [])) or migrate(old)
-    start = segments[-1]["end_step"] if segments else 0
+    initialised_from = old.get("initialised_from")
+    if not segments and meta.get("grafted_from"):
+        # a conditional model started from an unconditional checkpoint: its history
+        # begins where that one's ends (the step counter and images seen go on)
+        initialised_from = grafted_origin(meta["grafted_from"], args.weights_dir)
+    start = segments[-1]["end_step"] if segments else (initialised_from or {}).get("step", 0)
     if step <= start:
         p.error(f"{args.source} is at step {step}, not past the last segment's end ({start})")
-    images_before = segments[-1]["images_seen"] if segments else 0
+    images_before = segments[-1]["images_seen"] if segments else (initialised_from or {}).get("images_seen", 0)
     images = (step - start) * cfg["batch_size"]
     keep = {"config": meta["config"], "step": str(step), "ema_updates": meta.get("ema_updates", "0"),
             "history": meta.get("history", "[]")}
@@ -96,6 +122,8 @@ def main(argv=None):
             "epochs": round((images_before + images) / 60000, 3), "batch_size": cfg["batch_size"],
             "raw_weights": {"file": raw_out.name, "sha256": sha256_of(raw_out), "bytes": raw_out.stat().st_size},
             "config": cfg, "note": args.note or old.get("note", ""), "segments": segments}
+    if initialised_from:
+        info["initialised_from"] = initialised_from
     for key in ("recommended_cfg_scale",):
         if key in old:
             info[key] = old[key]

@@ -68,6 +68,9 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None,
                    help="CPU threads; use 1 when another job shares a 2-core machine (default: all)")
+    p.add_argument("--limit", type=int, default=None,
+                   help="train on the first LIMIT training images and test on the first LIMIT test images "
+                        "(a quick check of the script; default all)")
     p.add_argument("--out", type=Path, default=ROOT / "smallunet" / "weights" / "fashion_classifier.safetensors")
     args = p.parse_args()
     if args.threads is not None:
@@ -78,6 +81,10 @@ def main() -> None:
 
     x_train, y_train = load_fashion_mnist("train")
     x_test, y_test = load_fashion_mnist("test")
+    if args.limit is not None:
+        if args.limit < args.batch_size:
+            p.error(f"--limit must be at least the batch size ({args.batch_size}), got {args.limit}")
+        x_train, y_train, x_test, y_test = x_train[:args.limit], y_train[:args.limit], x_test[:args.limit], y_test[:args.limit]
     model = FashionClassifier().to(memory_format=torch.channels_last)  # faster convs on CPU
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     steps = args.epochs * (len(x_train) // args.batch_size)
@@ -113,6 +120,7 @@ def main() -> None:
     wall = time.time() - start
     record = {
         "test_accuracy": round(acc, 4),
+        "test_images": len(x_test),
         "sha256": digest,
         "size_bytes": args.out.stat().st_size,
         "command": "python " + " ".join(shlex.quote(a) for a in [str(Path(sys.argv[0]))] + sys.argv[1:]),

@@ -65,7 +65,12 @@ class FashionClassifier(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """x: (B, 1, 28, 28) images in [-1, 1] -> (B, 10) logits, in CLASS_NAMES order."""
-        return self.head(self.dropout(torch.relu(self.features(x))))
+        return self.features_and_logits(x)[1]
+
+    def features_and_logits(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """x: (B, 1, 28, 28) -> (features (B, feat_dim), logits (B, 10)) from one pass."""
+        f = self.features(x)
+        return f, self.head(self.dropout(torch.relu(f)))
 
 
 def load_classifier(path: str | os.PathLike | None = None, device=None,

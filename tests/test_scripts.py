@@ -100,3 +100,18 @@ def test_fid_table_tiny_run(tmp_path):
     assert "| DDIM (1.0, 0.0) |" in text and "| real vs real (floor) |" in text
     from smallunet.pretrained import pretrained_info
     assert pretrained_info()["sha256"] in text          # it names the checkpoint it measured
+
+
+def test_train_classifier_tiny_run(tmp_path):
+    out = tmp_path / "clf.safetensors"
+    done = run(ROOT / "scripts" / "train_classifier.py", "--epochs", "1", "--limit", "256", "--batch-size", "64",
+               "--threads", "1", "--out", out)
+    assert done.returncode == 0, done.stderr[-2000:]
+    record = json.loads(out.with_suffix(".json").read_text())
+    assert record["sha256"] == sha256_of(out) and record["test_images"] == 256
+    assert 0.0 <= record["test_accuracy"] <= 1.0 and record["args"]["epochs"] == 1
+    from smallunet.classifier import load_classifier
+    clf = load_classifier(out, sha256=record["sha256"])            # what it wrote loads, checked
+    assert clf(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+    bad = run(ROOT / "scripts" / "train_classifier.py", "--limit", "10", "--out", tmp_path / "x.safetensors")
+    assert bad.returncode == 2 and "--limit must be at least the batch size (128), got 10" in bad.stderr

@@ -142,4 +142,8 @@ def checkpoint_label(info: dict | None = None) -> str:
     if "epochs" in info:
         trained += f" ({info['epochs']:.2f} epochs)"
     head = f"the shipped checkpoint {info.get('file', 'unet_fashion')}" + (f" ({what})" if what else "")
+    origin = info.get("initialised_from")
+    if origin and "step" in info and "images_seen" in info:
+        trained += (f", of which {info['images_seen'] - origin['images_seen']:,} images as a conditional model "
+                    f"started from {origin.get('name', origin['file'])} at step {origin['step']:,}")
     return head + (": " + trained if trained else "")
