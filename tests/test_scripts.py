@@ -115,3 +115,23 @@ def test_train_classifier_tiny_run(tmp_path):
     assert clf(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
     bad = run(ROOT / "scripts" / "train_classifier.py", "--limit", "10", "--out", tmp_path / "x.safetensors")
     assert bad.returncode == 2 and "--limit must be at least the batch size (128), got 10" in bad.stderr
+
+
+def test_export_of_a_conditional_run_grafted_onto_a_shipped_one(tmp_path):
+    ck = tmp_path / "ck.safetensors"
+    tiny_checkpoint(ck, 3)
+    common = ["--weights-dir", tmp_path, "--minutes", "0.1", "--threads", "1", "--command", "pytest"]
+    assert run(ROOT / "scripts" / "export_pretrained.py", ck, "--name", "tiny", *common).returncode == 0
+    cfg = TrainConfig(in_dim=8, ch=32, ch_mult=(1, 2), attn_resolutions=(4,), N=20, batch_size=4,
+                      epochs=None, max_steps=5, num_classes=3)
+    cond = Trainer(cfg, data=torch.rand(16, 1, 8, 8) * 2 - 1, labels=torch.arange(16) % 3, device="cpu",
+                   init_weights=tmp_path / "tiny.safetensors", checkpoint=tmp_path / "c.safetensors", progress=False)
+    cond.run()
+    out = run(ROOT / "scripts" / "export_pretrained.py", tmp_path / "c.safetensors", "--name", "tiny_cond", *common)
+    assert out.returncode == 0, out.stderr
+    info = json.loads((tmp_path / "tiny_cond.json").read_text())
+    origin = json.loads((tmp_path / "tiny.json").read_text())
+    assert info["initialised_from"]["name"] == "tiny" and info["initialised_from"]["sha256"] == origin["sha256"]
+    seg = info["segments"][0]
+    assert (seg["start_step"], seg["end_step"], seg["images"]) == (3, 5, 8)
+    assert info["images_seen"] == origin["images_seen"] + 8 == 20
