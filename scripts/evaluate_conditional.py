@@ -168,6 +168,40 @@ def main(argv=None):
             seg["fid_end"] = {"fid": info["metrics"]["fid"], "accuracy": info["metrics"]["accuracy"],
                               "cfg_scale": rec, "floor": info["metrics"]["floor_fid_mean"]}
     manifest.write_text(json.dumps(info, indent=2) + "\n")
+    write_readme(info, out)
+
+
+README_START, README_END = "<!-- conditional:start -->", "<!-- conditional:end -->"
+
+
+def readme_block(info: dict, out: dict) -> str:
+    """The README's account of the conditional checkpoint, from its manifest and sweep."""
+    m, origin = info["metrics"], info.get("initialised_from") or {}
+    seg = info["segments"][-1]
+    lines = [README_START,
+             f"It (`smallunet/weights/{info['file']}`, SHA-256 `{info['sha256'][:16]}…`) started from "
+             f"{origin.get('name', 'scratch')} at step {origin.get('step', 0):,} (the label embedding's output layer "
+             f"zeroed, so it began as exactly that model) and trained {info['images_seen'] - origin.get('images_seen', 0):,} "
+             f"images as a conditional model (label dropout {info['config']['label_dropout']}, "
+             f"{sum(s['minutes'] for s in info['segments']):.0f} min on {seg['threads']} thread(s) of this project's "
+             f"2-core CPU; `{seg['command']}`).", "",
+             f"Measured by `{m['command']}` ({m['n_per_class']} samples per class at each scale, "
+             f"20 steps, gam=1.6; full table in `bench/guidance.md`): at the recommended guidance scale "
+             f"**s = {info['recommended_cfg_scale']:g}**, the project's classifier assigns **{m['accuracy']:.1%}** of "
+             f"the samples to the class asked for (worst class {m['min_class_accuracy']:.1%}; real training images "
+             f"{m['floor_accuracy']:.1%}); FID-like score pooled over classes {m['fid']:.1f} (floor at the same n "
+             f"{m['floor_fid_mean']:.2f}), per class {m['fid_class_mean']:.1f} (floor {m['floor_fid_class_mean']:.2f}).",
+             "", "![accuracy and FID-like score against the guidance scale](bench/guidance.png)", README_END]
+    return "\n".join(lines)
+
+
+def write_readme(info: dict, out: dict) -> None:
+    path = ROOT / "README.md"
+    text = path.read_text()
+    if README_START not in text or README_END not in text:
+        raise SystemExit(f"README.md lacks the markers {README_START} ... {README_END}")
+    a, b = text.index(README_START), text.index(README_END) + len(README_END)
+    path.write_text(text[:a] + readme_block(info, out) + text[b:])
 
 
 if __name__ == "__main__":

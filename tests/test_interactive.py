@@ -80,3 +80,25 @@ def test_checkpoint_label_names_step_and_images_seen():
                               "images_seen": 158912, "epochs": 2.649})
     assert label == ("the shipped checkpoint w.safetensors (EMA weights, sha256 abababab...): "
                      "step 2,483, 158,912 images seen (2.65 epochs)")
+
+
+def test_conditioning_figures():
+    import torch
+    from smallunet.book.plotting import conditioning as cp
+    labels = torch.arange(20) % 10
+    g = torch.Generator().manual_seed(0)
+    by_scale = {s: torch.rand(20, 1, 28, 28, generator=g) * 2 - 1 for s in (0.0, 1.0, 3.0)}
+    html = cp.guidance_frames(by_scale, labels, 2, default=2, caption="made by a test").data
+    assert frame_count(html) == 3 and re.search(r"anim\w+\.set_frame\(2\);", html)
+    assert len(frames_of(html)) == 3
+    fig = cp.plot_class_grid(by_scale[0.0], labels, 2)
+    assert len(fig.axes) == 20 and fig.axes[0].get_ylabel() == "T-shirt/top"
+    res = [dict(cfg_scale=s, accuracy=a, min_class_accuracy=a - 0.1, fid=f, fid_class_mean=f + 5)
+           for s, a, f in [(0.0, 0.6, 30.0), (2.0, 0.95, 20.0), (6.0, 0.99, 40.0)]]
+    floor = dict(accuracy=0.95, min_class_accuracy=0.8, fid=3.0, fid_class_mean=20.0)
+    fig = cp.plot_guidance_tradeoff({"results": res, "recommended_cfg_scale": 2.0, "floor": floor})
+    assert [ax.get_xlabel() for ax in fig.axes] == ["guidance scale s"] * 2
+    fig = cp.plot_neighbours(by_scale[0.0][:4], by_scale[1.0][:4], torch.tensor([0.1, 0.2, 0.3, 0.4]))
+    assert [ax.get_title() for ax in fig.axes[4:]] == ["0.10", "0.20", "0.30", "0.40"]
+    fig = cp.plot_embedding_similarity(torch.randn(11, 8, generator=g), [str(i) for i in range(11)])
+    assert fig.axes[0].images[0].get_array().shape == (11, 11)
