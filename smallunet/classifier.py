@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from ._checks import check_image, check_int
-from .checkpoint import load_checked, sha256_of  # noqa: F401  (sha256_of: for scripts)
+from .checkpoint import load_checked
 
 WEIGHTS_PATH = Path(__file__).parent / "weights" / "fashion_classifier.safetensors"
 # The SHA-256 of the shipped file, as printed by scripts/train_classifier.py.

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from smallunet.classifier import (CLASSIFIER_SHA256, WEIGHTS_PATH, FashionClassifier,
-                                  load_classifier, sha256_of)
+from smallunet.checkpoint import sha256_of
+from smallunet.classifier import CLASSIFIER_SHA256, WEIGHTS_PATH, FashionClassifier, load_classifier
 from smallunet.data import load_fashion_mnist
 from smallunet.evaluation import feature_statistics, fid, frechet_distance
 

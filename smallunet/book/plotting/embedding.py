@@ -14,7 +14,7 @@ from ...denoiser import alpha
 from .common import figure, show_image
 
 __all__ = ["plot_sigma_scales", "plot_sincos", "plot_sincos_arcs", "plot_embedding",
-           "plot_sigma_strip", "sigma_embedding_frames"]
+           "sigma_embedding_frames"]
 
 SIGMA_MIN, SIGMA_MAX = 0.01, 20.0
 _NORM = colors.LogNorm(SIGMA_MIN, SIGMA_MAX)
@@ -149,25 +149,6 @@ def _embedding_square(vec: np.ndarray) -> np.ndarray:
 
 
 @torch.no_grad()
-def plot_sigma_strip(x0: torch.Tensor, sigmas: Sequence[float], embedder, seed: int = 0) -> Figure:
-    """For each sigma: the noisy image the network sees (top) and the embedding
-    vector from ``embedder`` drawn as a square of pixels (bottom, e.g. 256 = 16 x 16)."""
-    eps = torch.randn(x0.shape, generator=torch.Generator().manual_seed(seed))
-    sig = torch.tensor(list(sigmas), dtype=torch.float32)
-    emb = _numpy(embedder(len(sig), sig))
-    lim = float(np.abs(emb).max())
-    fig = figure(1.75 * len(sigmas), 3.9)
-    axes = fig.subplots(2, len(sigmas))
-    for k, sigma in enumerate(sigmas):
-        show_image(axes[0, k], _noisy(x0, sigma, eps), title=f"σ = {sigma:g}", vmin=-1.5, vmax=1.5)
-        axes[1, k].imshow(_embedding_square(emb[k]), cmap="RdBu_r", vmin=-lim, vmax=lim)
-        axes[1, k].set_xticks([])
-        axes[1, k].set_yticks([])
-    axes[0, 0].set_ylabel("network input", fontsize=9)
-    axes[1, 0].set_ylabel(f"embedding ({emb.shape[1]})", fontsize=9)
-    return fig
-
-
 @torch.no_grad()
 def sigma_embedding_frames(x0: torch.Tensor, embedder, sigmas: Sequence[float], *, default: int = 0,
                            scaling_factor: float = 0.5, seed: int = 0, caption: str | None = None):

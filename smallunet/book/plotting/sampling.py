@@ -9,9 +9,8 @@ the ``*_frames`` functions return kernel-free interactive figures (IPython HTML,
 """
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Mapping
 
-import numpy as np
 import torch
 from matplotlib.figure import Figure
 from torch import nn
@@ -22,7 +21,7 @@ from ...sampling import samples
 from .common import new_figure, show_image
 
 __all__ = ["SAMPLERS", "precision_context", "trajectory", "generate", "fid_vs_steps",
-           "plot_trajectory", "plot_sampler_rows", "plot_fid_vs_steps", "fid_markdown",
+           "plot_sampler_rows", "plot_fid_vs_steps", "fid_markdown",
            "trajectory_frames", "sampler_frames", "sampler_explorer"]
 
 
@@ -64,26 +63,6 @@ def fid_markdown(results: Mapping[str, Mapping[int, float]], floor: float | None
         f = f"{floor:.2f}" + (f" ± {floor_spread:.2f}" if floor_spread is not None else "")
         lines.append("| real vs real (floor) | " + " | ".join(f for _ in steps) + " |")
     return "\n".join(lines)
-
-
-def plot_trajectory(xts, x0_hats, sigmas, show: Sequence[int] | None = None) -> Figure:
-    """For each sample (a pair of rows): xt before steps ``show`` (top) and the model's
-    guess of x0 made from it (bottom), plus the final sample in the last column."""
-    n_steps = len(x0_hats)
-    show = list(show) if show is not None else sorted({int(round(v)) for v in np.linspace(0, n_steps - 1, 6)})
-    b = xts[0].shape[0]
-    ncols = len(show) + 1
-    fig, axes = new_figure(2 * b, ncols, size=(1.05, 1.1))
-    for s in range(b):
-        for j, i in enumerate(show):
-            show_image(axes[2 * s, j], xts[i][s].clamp(-1, 1),
-                       title=f"σ={float(sigmas[i]):.2g}" if s == 0 else None)
-            show_image(axes[2 * s + 1, j], x0_hats[i][s].clamp(-1, 1))
-        show_image(axes[2 * s, -1], xts[-1][s].clamp(-1, 1), title="final" if s == 0 else None)
-        axes[2 * s + 1, -1].axis("off")
-        axes[2 * s, 0].set_ylabel("xt", fontsize=8)
-        axes[2 * s + 1, 0].set_ylabel("x0 guess", fontsize=8)
-    return fig
 
 
 def plot_sampler_rows(rows: Mapping[str, torch.Tensor], size: float = 1.0) -> Figure:
