@@ -166,6 +166,25 @@ def recommend_scale(sweep: dict, accuracy_min: float = 0.9, class_min: float = 0
 
 
 @torch.no_grad()
+def within_class_spread(images: Tensor, labels: Tensor) -> float:
+    """The mean RMS pixel distance between two different images of the same class,
+    averaged over classes: how varied the samples of a class are (0: all identical)."""
+    labels = torch.as_tensor(labels)
+    if len(images) != len(labels):
+        raise ValueError(f"images and labels must have the same length, got {len(images)} and {len(labels)}")
+    per_class = []
+    for c in labels.unique():
+        x = images[labels == c].flatten(1).float()
+        if len(x) < 2:
+            continue
+        d = torch.cdist(x, x).div(x.shape[1] ** 0.5)                   # (n, n) RMS distances
+        per_class.append(d.sum() / (len(x) * (len(x) - 1)))          # the mean off the diagonal
+    if not per_class:
+        raise ValueError("within_class_spread needs at least two images of some class")
+    return float(torch.stack(per_class).mean())
+
+
+@torch.no_grad()
 def nearest_neighbours(images: Tensor, pool: Tensor, batch: int = 256) -> tuple[Tensor, Tensor]:
     """For each image (N, C, H, W), the index in ``pool`` (M, C, H, W) of its nearest image
     and the root-mean-square pixel distance to it: a sample that copies a training

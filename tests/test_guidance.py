@@ -106,3 +106,18 @@ def test_guidance_sweep_needs_a_conditional_model():
     uncond = Scaled(Unet)(28, 1, 1, ch=32, ch_mult=(1,), attn_resolutions=())
     with pytest.raises(ValueError, match="needs a conditional model"):
         guidance_sweep(uncond, scales=[1.0], n_per_class=2)
+
+
+def test_within_class_spread():
+    a, b = torch.zeros(1, 1, 2, 2), torch.ones(1, 1, 2, 2)
+    images = torch.cat([a, b, a, a])
+    labels = torch.tensor([0, 0, 1, 1])
+    # class 0: two images at RMS distance 1; class 1: two identical images
+    assert guidance_spread(images, labels) == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="at least two images"):
+        guidance_spread(images[:2], torch.tensor([0, 1]))
+
+
+def guidance_spread(images, labels):
+    from smallunet.guidance import within_class_spread
+    return within_class_spread(images, labels)
