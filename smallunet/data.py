@@ -4,12 +4,12 @@ The whole split fits in memory (60,000 images of 28x28 are 188 MB as float32),
 so training keeps it on the device as one tensor and draws batches by indexing,
 with no ``DataLoader`` in between.
 
-Where the files are looked for, in order:
+Where the files are looked for: a ``root`` argument, when given, is used alone (a
+folder that lacks the files raises, with no fallback). Otherwise, in order:
 
-1. the ``root`` argument;
-2. the folder in the environment variable ``SMALLUNET_DATA``;
-3. ``/usr/share/datasets/fashion-mnist`` (Debian's ``dataset-fashion-mnist``);
-4. the download cache, ``$XDG_CACHE_HOME/smallunet`` (``~/.cache/smallunet`` by default).
+1. the folder in the environment variable ``SMALLUNET_DATA``;
+2. ``/usr/share/datasets/fashion-mnist`` (Debian's ``dataset-fashion-mnist``);
+3. the download cache, ``$XDG_CACHE_HOME/smallunet`` (``~/.cache/smallunet`` by default).
 
 In each folder the four IDX files may lie flat (``train-images-idx3-ubyte.gz``)
 or in torchvision's layout (``FashionMNIST/raw/train-images-idx3-ubyte``),
@@ -115,7 +115,7 @@ def load_fashion_mnist(split: str = "train", root: str | os.PathLike | None = No
     """The whole FashionMNIST ``split`` as ``(images, labels)``.
 
     split:    "train" (60,000 images) or "test" (10,000).
-    root:     a folder to look in first (see the module docstring for the others).
+    root:     the folder to read, used alone (default: the folders of the module docstring).
     download: None or True downloads with torchvision when nothing is on disk;
               False never touches the network.
     device:   where the tensors go (default the CPU).

@@ -32,8 +32,9 @@ def get_sigma_embeds(batches: int, sigma: torch.Tensor, scaling_factor: float = 
 class SigmaEmbedderSinCos(nn.Module):
     """sigma -> [sin, cos] of its log -> a two-layer MLP -> (B, hidden_size).
 
-    Two numbers are enough: the MLP learns whatever features of log(sigma) the
-    network needs, as well as the usual 128-frequency sinusoidal embedding does.
+    Two numbers, where DDPM's embedding of the time step has 128 (sines and cosines
+    at 64 frequencies): the MLP turns them into whatever features of log(sigma) the
+    network learns to need (smalldiffusion's design).
     """
 
     def __init__(self, hidden_size: int, scaling_factor: float = 0.5, log_scale: bool = True):

@@ -5,7 +5,8 @@ from torch import nn
 
 from ._checks import check_groups, check_int
 
-NUM_GROUPS = 32  # as in DDPM's U-Net: GroupNorm(32) before every convolution
+NUM_GROUPS = 32  # as in DDPM's U-Net: GroupNorm(32) before the 3x3 convolutions of each ResnetBlock,
+                 # the attention of each AttnBlock and the output convolution
 
 
 def Normalize(ch: int) -> nn.GroupNorm:

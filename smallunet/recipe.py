@@ -182,8 +182,9 @@ def build_model(cfg: TrainConfig) -> Unet:
 
 def zero_last_convs(model: nn.Module) -> nn.Module:
     """Zero the last convolution of every ResnetBlock and the output convolution, so
-    each block starts as the identity and the model starts by predicting 0 (DDPM's
-    initialisation). The state_dict keys and shapes do not change."""
+    each block starts as its shortcut (the identity, or a 1x1 projection where the width
+    changes) and the model starts by predicting 0 (DDPM's initialisation, which also
+    zeroes each attention block's output projection; this does not). The state_dict keys and shapes do not change."""
     from .resnet import ResnetBlock
     with torch.no_grad():
         for m in model.modules():
