@@ -93,14 +93,14 @@ def _arc(ax, sigmas, scaling_factor: float, log_scale: bool, marks: Sequence[flo
     ax.set_xlabel("sin")
     ax.set_ylabel("cos")
     arg = f"{scaling_factor:g} · {'log σ' if log_scale else 'σ'}"
-    ax.set_title(f"[sin, cos]({arg})", fontsize=11)
+    ax.set_title(f"[sin, cos]({arg})", fontsize=9)
 
 
 def plot_sincos_arcs(sigmas, configs: Sequence[tuple[float, bool]] = ((0.5, True), (1.0, True), (0.5, False)),
                      marks: Sequence[float] = (0.01, 0.1, 1, 5, 20)) -> Figure:
     """The curve that [sin, cos] traces as sigma goes from 0.01 to 20, one panel per
     (scaling_factor, log_scale); dots are the given sigmas, coloured by sigma."""
-    fig = figure(3.1 * len(configs) + 0.8, 3.4)
+    fig = figure(2.25 * len(configs) + 0.7, 2.7)
     axes = fig.subplots(1, len(configs))
     for ax, (scaling, log_scale) in zip(np.atleast_1d(axes), configs):
         _arc(ax, sigmas, scaling, log_scale, marks)
@@ -112,16 +112,16 @@ def plot_embedding(sigmas, emb, title: str, channels: int = 8) -> Figure:
     """A (N, D) embedding of N noise levels: a few of its channels against sigma, and
     the cosine similarity between the embeddings of every pair of noise levels."""
     s, e = _numpy(sigmas), _numpy(emb)
-    fig = figure(11, 3.8)
-    ax1, ax2 = fig.subplots(1, 2, width_ratios=[1.3, 1])
+    fig = figure(7.0, 3.4)
+    ax1, ax2 = fig.subplots(1, 2, width_ratios=[1.25, 1])
     step = max(1, e.shape[1] // channels)
     for j in range(0, step * channels, step):
         ax1.plot(s, e[:, j], lw=1.2, label=f"channel {j}")
     ax1.set_xscale("log")
     ax1.set_xlabel("σ")
-    ax1.set_title(f"{title}: {channels} of its {e.shape[1]} channels", fontsize=10)
+    ax1.set_title(f"{title}: {channels} of its {e.shape[1]} channels", fontsize=9)
     ax1.grid(alpha=0.3)
-    ax1.legend(fontsize=7, ncols=2)
+    ax1.legend(fontsize=6.5, ncols=2)
     unit = e / np.linalg.norm(e, axis=1, keepdims=True)
     sim = unit @ unit.T
     ls = np.log10(s)
@@ -132,7 +132,7 @@ def plot_embedding(sigmas, emb, title: str, channels: int = 8) -> Figure:
     ax2.set_yticks(ticks, [f"{10.0 ** t:g}" for t in ticks])
     ax2.set_xlabel("σ")
     ax2.set_ylabel("σ'")
-    ax2.set_title("cosine similarity of the embeddings of σ and σ'", fontsize=10)
+    ax2.set_title("cosine similarity of the\nembeddings of σ and σ'", fontsize=9)
     fig.colorbar(im, ax=ax2, shrink=0.85)
     return fig
 

@@ -23,12 +23,12 @@ _POOLS = {
 def plot_norm_axes(n: int = 4, c: int = 8, groups: int = 4) -> Figure:
     """Which numbers one mean and variance are computed over, for four normalisations.
 
-    Each panel is a batch: a row per image (N), a column per channel (C); each square
+    Each panel is a batch: a row per image (B), a column per channel (C); each square
     stands for all H x W pixels of one channel of one image. The shaded squares are
     pooled into one statistic; GroupNorm pools C / groups channels of one image.
     """
-    fig = figure(11, 2.9)
-    axes = fig.subplots(1, 4)
+    fig = figure(6.6, 4.6)
+    axes = fig.subplots(2, 2).flat
     for ax, (name, pool) in zip(axes, _POOLS.items()):
         shaded = set(pool(n, c, groups))
         for i in range(n):
@@ -46,11 +46,11 @@ def plot_norm_axes(n: int = 4, c: int = 8, groups: int = 4) -> Figure:
         for spine in ax.spines.values():
             spine.set_visible(False)
         ax.set_xlabel("C  (channels)")
-        ax.set_ylabel("N  (images)")
+        ax.set_ylabel("B  (images)")
         ax.set_title(name)
-    axes[-1].text(c / 2, -0.9, f"{groups} groups of {c // groups} channels", ha="center",
-                  va="top", color="tab:red", fontsize=9)
-    fig.suptitle("One mean and one variance are computed over the shaded squares "
+    ax.text(c / 2, -0.9, f"{groups} groups of {c // groups} channels", ha="center",
+            va="top", color="tab:red", fontsize=9)
+    fig.suptitle("One mean and one variance are computed over the shaded squares\n"
                  "(each square: all H×W pixels of one channel of one image)", fontsize=10)
     return fig
 
