@@ -76,7 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     run = p.add_argument_group("the run")
     run.add_argument("--checkpoint", default=None, help="training checkpoint to resume from and write to")
     run.add_argument("--init-weights", default=None,
-                     help="weights file or training checkpoint to start from, with a fresh optimizer")
+                     help="weights file or training checkpoint to start from, with a fresh optimizer; "
+                          "an unconditional model's weights start a --num-classes run as exactly that "
+                          "model (the label embedding's output zeroed, the EMA's warm-up restarted)")
     run.add_argument("--init-ema", default=None,
                      help="weights file whose EMA weights replace those of --init-weights")
     run.add_argument("--export", default=None, help="write EMA and model weights (fp16) here at the end")

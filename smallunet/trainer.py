@@ -131,7 +131,8 @@ class Trainer:
             rewritten atomically every ``cfg.save_every_minutes`` and at the end.
         init_weights: a weights file (as ``export_weights`` writes) or a training
             checkpoint to start from, with a fresh optimizer; the global step and the
-            loss history continue from it.
+            loss history continue from it. The weights of the same Unet without a label
+            embedding start a conditional recipe through ``graft_unconditional``.
         init_ema: a weights file whose EMA weights (else its model weights) replace
             those of ``init_weights`` (the shipped EMA file beside its raw weights).
     """
