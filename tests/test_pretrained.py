@@ -54,3 +54,22 @@ def test_truncated_file_is_refused(tmp_path):
 def test_missing_file_is_refused(tmp_path):
     with pytest.raises(FileNotFoundError, match="no checkpoint at"):
         load_pretrained(tmp_path / "nothing.safetensors")
+
+
+def test_the_conditional_checkpoint_loads_by_name_and_records_its_origin():
+    info = pretrained_info("unet_fashion_cond")
+    assert sha256_of(WEIGHTS_DIR / info["file"]) == info["sha256"]
+    model = load_pretrained(name="unet_fashion_cond")
+    assert type(model).__name__ == "UnetScaled" and model.cond_embed.num_classes == 10
+    assert (model.ch, model.ch_mult, model.attn_resolutions) == (64, (1, 1, 2), (14,))
+    assert info["config"]["num_classes"] == 10 and info["recommended_cfg_scale"] >= 0
+    origin = info["initialised_from"]
+    assert origin["name"] == "unet_fashion" and origin["step"] == info["segments"][0]["start_step"]
+    sigmas = ScheduleLogLinear(sigma_min=0.01, sigma_max=20, N=800).sample_sigmas(2)
+    *_, x0 = samples(model, sigmas, gam=1.6, batchsize=2, cond=torch.tensor([1, 7]),
+                     cfg_scale=info["recommended_cfg_scale"], generator=torch.Generator().manual_seed(0))
+    assert x0.shape == (2, 1, 28, 28) and torch.isfinite(x0).all()
+    with pytest.raises(ValueError, match="has no raw weights"):
+        load_pretrained(name="unet_fashion_cond", weights="model")
+    with pytest.raises(FileNotFoundError, match="no pretrained checkpoint named 'unet_fashion_kond'"):
+        load_pretrained(name="unet_fashion_kond")

@@ -135,3 +135,30 @@ def test_export_of_a_conditional_run_grafted_onto_a_shipped_one(tmp_path):
     seg = info["segments"][0]
     assert (seg["start_step"], seg["end_step"], seg["images"]) == (3, 5, 8)
     assert info["images_seen"] == origin["images_seen"] + 8 == 20
+
+
+def test_evaluate_conditional_tiny_run_and_its_refusal(tmp_path):
+    from smallunet.pretrained import WEIGHTS_DIR, pretrained_info
+    info = pretrained_info("unet_fashion_cond")
+    out = tmp_path / "g.json"
+    done = run(ROOT / "scripts" / "evaluate_conditional.py", "--n-per-class", "2", "--scales", "0", "1",
+               "--floor-draws", "1", "--threads", "1", "--out", out)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(out.read_text())
+    assert result["weights_sha256"] == info["sha256"] and [r["cfg_scale"] for r in result["results"]] == [0.0, 1.0]
+    assert all(len(r["per_class_accuracy"]) == 10 for r in result["results"])
+    assert "| real training images (1 draws) |" in out.with_suffix(".md").read_text()
+    assert out.with_suffix(".png").is_file()
+    other = tmp_path / "other.safetensors"
+    other.write_bytes((WEIGHTS_DIR / info["file"]).read_bytes()[:-1] + b" ")
+    bad = run(ROOT / "scripts" / "evaluate_conditional.py", "--weights", other, "--write")
+    assert bad.returncode == 2 and "--write records metrics for the shipped" in bad.stderr
+
+
+def test_readme_quotes_the_conditional_manifest():
+    from smallunet.pretrained import pretrained_info
+    info = pretrained_info("unet_fashion_cond")
+    readme = (ROOT / "README.md").read_text()
+    m = info["metrics"]
+    assert m["weights_sha256"] == info["sha256"], "the conditional manifest's metrics describe other weights"
+    assert f"**s = {info['recommended_cfg_scale']:g}**" in readme and f"**{m['accuracy']:.1%}**" in readme
