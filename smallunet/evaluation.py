@@ -93,10 +93,11 @@ def _default_classifier(device) -> FashionClassifier:
 
 
 @torch.no_grad()
-def features(images: Tensor, classifier: FashionClassifier | None = None,
-             batch_size: int = 500) -> np.ndarray:
-    """The classifier's penultimate features (N, D), float64, of images (N, 1, 28, 28)
-    in [-1, 1] on any device (moved to the classifier's)."""
+def classify(images: Tensor, classifier: FashionClassifier | None = None,
+             batch_size: int = 500) -> tuple[np.ndarray, Tensor]:
+    """The classifier's penultimate features (N, D), float64, and predicted classes (N,)
+    of images (N, 1, 28, 28) in [-1, 1] on any device (moved to the classifier's), from
+    one forward pass per batch."""
     _check_images("images", images)
     check_int("batch_size", batch_size, minimum=1)
     if classifier is None:
@@ -104,12 +105,22 @@ def features(images: Tensor, classifier: FashionClassifier | None = None,
     device = next(classifier.parameters()).device
     was_training = classifier.training
     classifier.eval()  # BatchNorm running statistics, no dropout
+    feats, preds = [], []
     try:
-        feats = torch.cat([classifier.features(images[i:i + batch_size].to(device).float()).cpu()
-                           for i in range(0, len(images), batch_size)])  # (N, D)
+        for i in range(0, len(images), batch_size):
+            f, logits = classifier.features_and_logits(images[i:i + batch_size].to(device).float())
+            feats.append(f.cpu())                       # (b, D)
+            preds.append(logits.argmax(1).cpu())        # (b,)
     finally:
         classifier.train(was_training)
-    return feats.double().numpy()
+    return torch.cat(feats).double().numpy(), torch.cat(preds)
+
+
+def features(images: Tensor, classifier: FashionClassifier | None = None,
+             batch_size: int = 500) -> np.ndarray:
+    """The classifier's penultimate features (N, D), float64, of images (N, 1, 28, 28)
+    in [-1, 1] on any device (moved to the classifier's)."""
+    return classify(images, classifier, batch_size)[0]
 
 
 def feature_statistics(images: Tensor, classifier: FashionClassifier | None = None,

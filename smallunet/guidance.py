@@ -30,7 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from ._checks import check_float, check_int
-from .evaluation import PROTOCOL, _default_classifier, frechet_distance, generate, kid, reference_features
+from .evaluation import PROTOCOL, classify, frechet_distance, generate, kid, reference_features
 from .schedules import ScheduleLogLinear
 
 
@@ -40,21 +40,6 @@ def class_labels(n_per_class: int, num_classes: int = 10) -> Tensor:
     check_int("n_per_class", n_per_class, minimum=1)
     check_int("num_classes", num_classes, minimum=1)
     return torch.arange(n_per_class * num_classes) % num_classes
-
-
-@torch.no_grad()
-def classify(images: Tensor, classifier=None, batch_size: int = 500) -> tuple[np.ndarray, Tensor]:
-    """The classifier's features (N, D) float64 and predicted classes (N,) of images
-    (N, 1, 28, 28) in [-1, 1], from one forward pass."""
-    if classifier is None:
-        classifier = _default_classifier(torch.device("cpu"))
-    device = next(classifier.parameters()).device
-    feats, preds = [], []
-    for i in range(0, len(images), batch_size):
-        f, logits = classifier.features_and_logits(images[i:i + batch_size].to(device).float())
-        feats.append(f.cpu())
-        preds.append(logits.argmax(1).cpu())
-    return torch.cat(feats).double().numpy(), torch.cat(preds)
 
 
 def _stats(f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
