@@ -65,7 +65,10 @@ def graft_unconditional(model: torch.nn.Module, sd: dict[str, torch.Tensor]) -> 
     if cond is None or not hasattr(cond, "mlp"):
         raise ValueError("graft_unconditional needs a model with a CondEmbedderLabel as cond_embed, "
                          f"got cond_embed={cond!r}")
-    missing, unexpected = model.load_state_dict(sd, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(sd, strict=False)
+    except RuntimeError as err:          # shapes differ: another ch, ch_mult or attn_resolutions
+        raise ValueError(f"graft_unconditional: the weights do not fit this model's Unet: {err}") from None
     if unexpected or any(not k.startswith("cond_embed.") for k in missing):
         raise ValueError(f"graft_unconditional: the weights must be those of the same Unet without "
                          f"cond_embed; missing {missing}, unexpected {unexpected}")

@@ -173,3 +173,6 @@ def test_conditional_run_grafted_onto_unconditional_weights(tmp_path):
     wider = TrainConfig(**{**TINY, "ch": 64, "max_steps": 1})
     with pytest.raises(ValueError, match="do not fit this recipe's model"):
         Trainer(wider, data=data(), device="cpu", init_weights=path, progress=False)
+    wider_cond = TrainConfig(**{**TINY, "ch": 64, "max_steps": 1, "num_classes": 3})
+    with pytest.raises(ValueError, match="graft_unconditional: the weights do not fit this model's Unet"):
+        Trainer(wider_cond, data=data(), labels=labels, device="cpu", init_weights=path, progress=False)
