@@ -39,6 +39,7 @@ from smallunet.data import CLASS_NAMES  # noqa: E402
 from smallunet.data import load_fashion_mnist  # noqa: E402
 from smallunet.device import cpu_name  # noqa: E402
 from smallunet.pretrained import WEIGHTS_DIR, load_pretrained, pretrained_info  # noqa: E402
+from evaluate_pretrained import replace_readme_block  # noqa: E402  (this script's folder is on sys.path)
 
 COND_NAME = "unet_fashion_cond"
 
@@ -168,14 +169,14 @@ def main(argv=None):
             seg["fid_end"] = {"fid": info["metrics"]["fid"], "accuracy": info["metrics"]["accuracy"],
                               "cfg_scale": rec, "floor": info["metrics"]["floor_fid_mean"]}
     manifest.write_text(json.dumps(info, indent=2) + "\n")
-    write_readme(info, out)
+    replace_readme_block(readme_block(info), README_START, README_END)
 
 
 README_START, README_END = "<!-- conditional:start -->", "<!-- conditional:end -->"
 
 
-def readme_block(info: dict, out: dict) -> str:
-    """The README's account of the conditional checkpoint, from its manifest and sweep."""
+def readme_block(info: dict) -> str:
+    """The README's account of the conditional checkpoint, from its manifest."""
     m, origin = info["metrics"], info.get("initialised_from") or {}
     seg = info["segments"][-1]
     lines = [README_START,
@@ -195,13 +196,6 @@ def readme_block(info: dict, out: dict) -> str:
     return "\n".join(lines)
 
 
-def write_readme(info: dict, out: dict) -> None:
-    path = ROOT / "README.md"
-    text = path.read_text()
-    if README_START not in text or README_END not in text:
-        raise SystemExit(f"README.md lacks the markers {README_START} ... {README_END}")
-    a, b = text.index(README_START), text.index(README_END) + len(README_END)
-    path.write_text(text[:a] + readme_block(info, out) + text[b:])
 
 
 if __name__ == "__main__":

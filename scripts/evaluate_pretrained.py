@@ -131,12 +131,18 @@ def readme_block(info: dict) -> str:
 
 
 def write_readme(info: dict) -> None:
+    replace_readme_block(readme_block(info), README_START, README_END)
+
+
+def replace_readme_block(block: str, start: str, end: str) -> None:
+    """Put ``block`` (which begins with ``start`` and ends with ``end``) in place of the
+    README's text between those markers (scripts/evaluate_conditional.py uses it too)."""
     path = ROOT / "README.md"
     text = path.read_text()
-    if README_START not in text or README_END not in text:
-        raise SystemExit(f"README.md lacks the markers {README_START} ... {README_END}")
-    a, b = text.index(README_START), text.index(README_END) + len(README_END)
-    path.write_text(text[:a] + readme_block(info) + text[b:])
+    if start not in text or end not in text:
+        raise SystemExit(f"README.md lacks the markers {start} ... {end}")
+    a, b = text.index(start), text.index(end) + len(end)
+    path.write_text(text[:a] + block + text[b:])
 
 
 def figures(model, info, metrics, bench_dir: Path):

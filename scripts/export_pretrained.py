@@ -47,15 +47,16 @@ def migrate(old: dict) -> list[dict]:
 def grafted_origin(path: str, weights_dir: Path) -> dict:
     """What a grafted run started from: the shipped checkpoint whose file it read."""
     path = Path(path)
-    for manifest in sorted(weights_dir.glob("*.json")):
-        m = json.loads(manifest.read_text())
-        files = {m.get("file"), (m.get("raw_weights") or {}).get("file")}
-        if path.name in files and (weights_dir / path.name).is_file():
-            if sha256_of(weights_dir / path.name) not in (m.get("sha256"), (m.get("raw_weights") or {}).get("sha256")):
-                continue     # the file changed since: not the weights the manifest names
-            return {"name": manifest.stem, "file": path.name, "sha256": sha256_of(weights_dir / path.name),
-                    "step": m["step"], "images_seen": m["images_seen"],
-                    "fid": (m.get("metrics") or {}).get("fid")}
+    shipped = weights_dir / path.name
+    if shipped.is_file():
+        sha = sha256_of(shipped)
+        for manifest in sorted(weights_dir.glob("*.json")):
+            m = json.loads(manifest.read_text())
+            kinds = [(m.get("file"), m.get("sha256")), tuple((m.get("raw_weights") or {}).get(k) for k in ("file", "sha256"))]
+            if (path.name, sha) in kinds:      # the file, as the manifest names it (not changed since)
+                return {"name": manifest.stem, "file": path.name, "sha256": sha,
+                        "step": m["step"], "images_seen": m["images_seen"],
+                        "fid": (m.get("metrics") or {}).get("fid")}
     if path.is_file():
         _, _, meta = read_weights(path)
         step = int(meta.get("step", 0))

@@ -149,7 +149,6 @@ def _embedding_square(vec: np.ndarray) -> np.ndarray:
 
 
 @torch.no_grad()
-@torch.no_grad()
 def sigma_embedding_frames(x0: torch.Tensor, embedder, sigmas: Sequence[float], *, default: int = 0,
                            scaling_factor: float = 0.5, seed: int = 0, caption: str | None = None):
     """A slider over ``sigmas`` (no kernel needed): the network input at that sigma, its
