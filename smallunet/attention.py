@@ -10,6 +10,21 @@ from torch import nn
 from ._checks import check_groups, check_int
 from .norm import Normalize
 
+# On the CPU in bf16, for the short sequences of this U-Net (49 and 196 tokens), two
+# matmuls and a softmax train 1.6-3x faster than the fused kernel of
+# F.scaled_dot_product_attention (forward and backward, one thread, batch 128); at 784
+# tokens the two are even, past that, and in fp32, the fused kernel wins, and on GPUs it
+# is the one to use (bench/attention.md, written by bench/attention_speed.py). Both
+# compute the same thing (tests/test_components.py).
+EXPLICIT_MAX_TOKENS = 512
+
+
+def use_explicit_attention(q: torch.Tensor) -> bool:
+    """True where ``Attention`` computes softmax(q k^T / sqrt(d)) v with two matmuls rather
+    than ``F.scaled_dot_product_attention``: bf16 tensors on the CPU, at most
+    ``EXPLICIT_MAX_TOKENS`` tokens (q is (B, heads, N, head_dim))."""
+    return q.device.type == "cpu" and q.dtype == torch.bfloat16 and q.shape[-2] <= EXPLICIT_MAX_TOKENS
+
 
 class Attention(nn.Module):
     """softmax(q k^T / sqrt(head_dim)) v, in ``num_heads`` heads of ``head_dim``
@@ -37,7 +52,10 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, N, D) -> (B, N, D)"""
         q, k, v = self.qkv_heads(x)
-        x = F.scaled_dot_product_attention(q, k, v)          # (B, heads, N, head_dim)
+        if use_explicit_attention(q):                        # the faster form there (see above)
+            x = self.softmax_weights(q, k) @ v               # (B, heads, N, head_dim)
+        else:
+            x = F.scaled_dot_product_attention(q, k, v)      # (B, heads, N, head_dim)
         x = rearrange(x, "b h n k -> b n (h k)")             # (B, N, D)
         return self.proj(x)
 
@@ -45,6 +63,10 @@ class Attention(nn.Module):
         """The softmax weights themselves, for plots: (B, N, D) -> (B, heads, N, N);
         row i says how much token i takes from each token."""
         q, k, _ = self.qkv_heads(x)
+        return self.softmax_weights(q, k)
+
+    def softmax_weights(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        """softmax(q k^T / sqrt(head_dim)) over the keys: (B, heads, N, N)."""
         return torch.softmax(q @ k.transpose(-2, -1) / self.head_dim ** 0.5, dim=-1)
 
 

@@ -98,6 +98,8 @@ class TrainConfig:
     precision: str = _help("'auto' (bf16 where it is native), 'bf16' or 'fp32'", default="auto")
     channels_last: bool | None = _help("channels_last memory format; None: on CUDA only", default=None)
     compile: bool = _help("torch.compile the model", default=False)
+    fast_dropout: bool | None = _help("dropout masks from 15 random bits per element (smallunet.dropout."
+                                      "FastDropout); None: on the CPU only", default=None)
     seed: int = _help("seed of the data order, the noise and the initialisation", default=0)
     save_every_minutes: float = _help("minutes between checkpoints", default=10.0)
     log_every: int = _help("steps per point of the loss history", default=25)
@@ -114,8 +116,9 @@ class TrainConfig:
         for name in ("zero_init", "ema_warmup", "hflip", "compile"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
-        if self.channels_last is not None and not isinstance(self.channels_last, bool):
-            raise TypeError(f"channels_last must be True, False or None, got {self.channels_last!r}")
+        for name in ("channels_last", "fast_dropout"):
+            if getattr(self, name) is not None and not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name} must be True, False or None, got {getattr(self, name)!r}")
         check_float("dropout", self.dropout, low=0.0, high=1.0, high_open=True)
         check_float("label_dropout", self.label_dropout, low=0.0, high=1.0)
         check_float("sigma_min", self.sigma_min, low=0.0, low_open=True)

@@ -28,12 +28,13 @@ from .data import random_hflip
 from .device import bf16_autocast as autocast, bf16_supported, default_device  # noqa: F401 (bf16_supported: re-exported)
 from .recipe import (TrainConfig, build_model, build_schedule, draw_sigmas, loss_weights,  # noqa: F401
                      lr_factor)
+from .dropout import use_fast_dropout
 from .training import denoiser_loss
 from .unet import Unet
 
 # Fields that may change when a run resumes: budgets, how it runs, and the learning
 # rate's schedule (a warm-up-stable-decay run starts its decay on a later resume).
-RESUMABLE_CHANGES = ("epochs", "minutes", "max_steps", "precision", "channels_last", "compile",
+RESUMABLE_CHANGES = ("epochs", "minutes", "max_steps", "precision", "channels_last", "compile", "fast_dropout",
                      "save_every_minutes", "log_every", "lr", "lr_schedule", "warmup_steps",
                      "warmup_start", "lr_total_steps", "decay_start", "decay_steps", "lr_min_ratio")
 
@@ -190,6 +191,9 @@ class Trainer:
         # 3. Model, EMA, optimizer, schedule.
         torch.manual_seed(cfg.seed)
         self.model = build_model(cfg).to(self.device, memory_format=fmt)
+        self.fast_dropout = cfg.fast_dropout if cfg.fast_dropout is not None else self.device.type == "cpu"
+        if self.fast_dropout:
+            use_fast_dropout(self.model)        # the CPU's bernoulli_ is slow and single-threaded
         self.ema = AveragedModel(self.model, multi_avg_fn=ema_multi_avg_fn(cfg.ema_decay, cfg.ema_warmup),
                                  use_buffers=True)
         fused = self.device.type == "cuda"

@@ -108,3 +108,17 @@ def test_benchmark_runs_end_to_end(tmp_path):
                        "--no-fp32", "--threads", "1", "--device", "cpu", "--md", str(tmp_path / "R.md"),
                        "--title", "CPU, 1 thread"]) == 0
     assert (tmp_path / "R.md").read_text().count("## CPU, 1 thread") == 1     # the section is replaced
+
+
+def test_attention_benchmark_runs_and_writes_its_table(tmp_path):
+    spec = importlib.util.spec_from_file_location("attention_speed", ROOT / "bench" / "attention_speed.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    out, md = tmp_path / "a.json", tmp_path / "a.md"
+    assert mod.main(["--threads", "1", "--repeats", "1", "--shapes", "2x16x8", "--json", str(out), "--md", str(md)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert len(rows) == 4 and all(r["ratio"] > 0 for r in rows)            # bf16/fp32 x forward/backward
+    assert {r["dtype"] for r in rows} == {"bfloat16", "float32"}
+    assert "| 2, 16, 8 | bfloat16 | forward + backward |" in md.read_text()
+    with pytest.raises(ValueError, match="BxNxD"):
+        mod.main(["--shapes", "2x16"])

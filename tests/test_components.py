@@ -229,3 +229,37 @@ def test_scaled_feeds_sqrt_alpha_x():
         # a float64 sigma does not turn x into float64
         assert scaled(x, sigma.double()).dtype == torch.float32
     torch.testing.assert_close(alpha(torch.tensor(3.0)), torch.tensor(0.1))
+
+
+def test_attention_picks_the_explicit_form_only_for_bf16_on_the_cpu_and_short_sequences():
+    from smallunet.attention import EXPLICIT_MAX_TOKENS, use_explicit_attention
+    q = torch.zeros(2, 1, 196, 8)
+    assert use_explicit_attention(q.bfloat16())
+    assert not use_explicit_attention(q)                                   # fp32: the fused kernel
+    assert not use_explicit_attention(torch.zeros(1, 1, EXPLICIT_MAX_TOKENS + 1, 8, dtype=torch.bfloat16))
+    assert use_explicit_attention(torch.zeros(1, 1, EXPLICIT_MAX_TOKENS, 8, dtype=torch.bfloat16))
+
+
+@pytest.mark.parametrize("tokens", [49, 196, 1100])
+def test_attention_forms_agree_in_bf16_forward_and_backward(tokens):
+    """Under bf16 autocast on the CPU, Attention (explicit up to EXPLICIT_MAX_TOKENS tokens)
+    gives what the fused kernel gives, and so do the gradients."""
+    torch.manual_seed(0)
+    attn = Attention(head_dim=32, num_heads=2)
+    x = torch.randn(3, tokens, 64)
+
+    def run(force_fused):
+        x1 = x.clone().requires_grad_(True)
+        attn.zero_grad()
+        with torch.autocast("cpu", torch.bfloat16):
+            if force_fused:
+                q, k, v = attn.qkv_heads(x1)
+                out = attn.proj(torch.nn.functional.scaled_dot_product_attention(q, k, v)
+                                .transpose(1, 2).reshape(3, tokens, 64))
+            else:
+                out = attn(x1)
+        out.float().pow(2).sum().backward()
+        return out.float(), x1.grad, attn.qkv.weight.grad.clone()
+
+    for a, b in zip(run(False), run(True)):
+        torch.testing.assert_close(a, b, rtol=3e-2, atol=3e-2)
