@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from smallunet.attention import EXPLICIT_MAX_TOKENS
+from smallunet.attention import EXPLICIT_MAX_TOKENS, Attention
 from smallunet.device import cpu_name
 
 # (batch, tokens, head_dim): the U-Net's 7x7 and 14x14 attention at batch 128, 28x28, 56x56
@@ -51,9 +51,10 @@ def parse_shape(text: str) -> tuple[int, int, int]:
 
 
 def form(explicit: bool, q, k, v, backward: bool):
+    attn = Attention(head_dim=q.shape[-1], num_heads=q.shape[1])   # only its softmax_weights is used
     def run():
         if explicit:
-            out = torch.softmax(q @ k.transpose(-2, -1) / q.shape[-1] ** 0.5, dim=-1) @ v
+            out = attn.softmax_weights(q, k) @ v          # what Attention.forward runs on the explicit path
         else:
             out = F.scaled_dot_product_attention(q, k, v)
         if backward:

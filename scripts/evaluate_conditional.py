@@ -196,7 +196,5 @@ def readme_block(info: dict) -> str:
     return "\n".join(lines)
 
 
-
-
 if __name__ == "__main__":
     main()

@@ -49,6 +49,7 @@ def keep_mask(shape: tuple[int, ...] | torch.Size, p: float,
     torch.ge(halves[:, hi], t, out=keep[:, 1])                  # uniform on [0, 2^15): P(drop) = t / 2^15
     return keep.view(-1)[:n].view(shape)
 
+
 class _ScaleByMask(torch.autograd.Function):
     """x * keep * scale, and the same for the gradient. The mask is kept as 0/1 in x's
     dtype (from uint8: converting from bool is ten times slower here), and the scale is

@@ -26,9 +26,9 @@ from .checkpoint import (load_checked, optimizer_from_tensors, optimizer_to_tens
                          save_atomic, split_prefix, write_weights)
 from .data import random_hflip
 from .device import bf16_autocast as autocast, bf16_supported, default_device  # noqa: F401 (bf16_supported: re-exported)
+from .dropout import use_fast_dropout
 from .recipe import (TrainConfig, build_model, build_schedule, draw_sigmas, loss_weights,  # noqa: F401
                      lr_factor)
-from .dropout import use_fast_dropout
 from .training import denoiser_loss
 from .unet import Unet
 
