@@ -1,0 +1,33 @@
+"""The results the repository records under ``bench/`` (each written by the script that
+measured it), found from a chapter: the chapters quote them and check their prose
+against them. A pip install from the repository has no ``bench/``; then there is
+nothing to quote, and the cell says so instead of failing."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]          # the checkout, for an editable install
+
+
+def bench_file(name: str, start: Path | str = ".") -> Path | None:
+    """``bench/<name>`` of this checkout: beside the chapters (``<start>/../bench``, as
+    in the book's build and on Colab's clone) or of the installed package's checkout;
+    None where neither has it."""
+    if not isinstance(name, str) or not name or Path(name).name != name:
+        raise ValueError(f"name must be a file name in bench/ such as 'recipe.json', got {name!r}")
+    for folder in (Path(start) / ".." / "bench", REPO / "bench"):
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
+def bench_json(name: str, start: Path | str = ".") -> dict | None:
+    """The parsed ``bench/<name>``, or None where it is not in this installation."""
+    path = bench_file(name, start)
+    return None if path is None else json.loads(path.read_text())
+
+
+def markdown_body(path: Path) -> str:
+    """A results page without its title and figures: the text and tables to display."""
+    return path.read_text().split("\n", 1)[1].split("![")[0]
