@@ -79,16 +79,24 @@ def test_readme_quotes_the_manifest():
 
 
 def test_recipe_study_tiny_run(tmp_path):
-    out = run(ROOT / "bench" / "recipe_study.py", "--arms", "seed", "min_snr", "--minutes", "0.05",
-              "--n", "8", "--seeds", "1", "--eval-threads", "1", "--out-dir", tmp_path / "runs",
-              "--results-dir", tmp_path, timeout=900)
+    args = (ROOT / "bench" / "recipe_study.py", "--arms", "seed", "min_snr", "lr_schedule", "--minutes", "0.05",
+            "--parallel", "1", "--n", "8", "--seeds", "1", "--out-dir", tmp_path / "runs", "--results-dir", tmp_path)
+    out = run(*args, timeout=900)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     results = json.loads((tmp_path / "recipe.json").read_text())
-    assert set(results["arms"]) == {"seed", "min_snr"}
+    assert list(results["arms"]) == ["seed", "min_snr", "lr_schedule"]
     assert results["arms"]["min_snr"]["config"]["loss_weight"] == "min_snr"
     assert all(a["steps"] >= 1 and len(a["fid"]) == 1 for a in results["arms"].values())
+    cosine = results["arms"]["lr_schedule"]
+    assert cosine["lr_planned_from"].endswith("measured by arm seed"), cosine     # same batch and dropout
+    seed_rate = results["arms"]["seed"]["images_per_second"]
+    assert cosine["config"]["lr_total_steps"] == max(10, int(0.05 * 60 * seed_rate / 64))
     text = (tmp_path / "recipe.md").read_text()
     assert "| min_snr | loss_weight=min_snr, min_snr_gamma=5.0 |" in text and (tmp_path / "recipe.png").is_file()
+    again = run(*args, timeout=900)                        # an interrupted or repeated study continues
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "started" not in again.stdout, again.stdout     # nothing trained or scored twice
+    assert json.loads((tmp_path / "recipe.json").read_text())["arms"] == results["arms"]
 
 
 def test_fid_table_tiny_run(tmp_path):
