@@ -185,7 +185,8 @@ def write(done: dict, floor: dict, args, command: str) -> None:
     lines = ["# Recipe study", "", f"Written by `{command}` on {out['machine']}, torch {out['torch']}.",
              f"Every arm: the seed's model from scratch, {args.minutes} min of wall clock, then the protocol "
              f"of `smallunet.evaluation` ({settings['precision']}) at n={args.n} over {args.seeds} sampling "
-             "seed(s) (mean ± std over the seeds).", "",
+             "seed(s) (mean ± std over the seeds: the spread of the score, not of training; each arm is one "
+             "training run, seed 0).", "",
              f"Floor at n={args.n}: FID-like {floor['fid_mean']:.2f} ± {floor['fid_std']:.2f}, "
              f"KID {floor['kid_mean']:.2f} ± {floor['kid_std']:.2f} ({floor['draws']} draws of training images).", "",
              "| arm | change to the seed recipe | steps | images | images/s | FID-like | KID | FID vs seed |",
@@ -198,22 +199,12 @@ def write(done: dict, floor: dict, args, command: str) -> None:
     planned = [f"- `{name}`: cosine over {a['config']['lr_total_steps']} planned steps "
                f"({a['lr_planned_from']}); it ran {a['steps']}."
                for name, a in done.items() if "lr_planned_from" in a]
-    lines += ["", *planned, "", "![FID against images seen](recipe.png)", "",
-              "The sampler's gam and number of steps, swept on the final EMA of the recipe the shipped "
-              "checkpoint was trained with: `fid_vs_steps.md` (written by `scripts/fid_table.py`).", ""]
+    lines += ["", *planned, "", "The sampler's gam and number of steps, swept on the final EMA of the recipe "
+              "the shipped checkpoint was trained with: `fid_vs_steps.md` (written by `scripts/fid_table.py`).",
+              "", "![FID against images seen](recipe.png)", ""]
     (args.results_dir / "recipe.md").write_text("\n".join(lines))
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(5.5, 3.4))
-    for name, a in done.items():
-        ax.errorbar(a["images"], a["fid_mean"], yerr=a["fid_std"], fmt="o", label=name)
-    ax.axhline(floor["fid_mean"], ls="--", c="k", lw=1, label="floor")
-    ax.set(xlabel="training images seen", ylabel=f"FID-like (n={args.n})", yscale="log")
-    ax.legend(fontsize=7, ncol=2)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(args.results_dir / "recipe.png", dpi=100)
+    from smallunet.book.plotting.training import recipe_study
+    recipe_study(out).savefig(args.results_dir / "recipe.png", dpi=100)
 
 
 def main(argv=None) -> int:

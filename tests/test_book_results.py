@@ -40,3 +40,13 @@ def test_every_result_a_chapter_reads_is_recorded():
              for m in re.findall(r'bench_(?:file|json)\(\\"([^"\\]+)\\"', nb.read_text())}
     assert names, "no chapter reads bench/ through smallunet.book.results"
     assert all((root / "bench" / n).is_file() for n in sorted(names)), names
+
+
+def test_the_study_plot_needs_arms_and_names_each():
+    from smallunet.book.plotting.training import recipe_study
+    with pytest.raises(ValueError, match="no arms"):
+        recipe_study({"arms": {}, "floor": {"fid_mean": 1.0}, "n": 8, "minutes_per_arm": 1})
+    arm = dict(images=640, fid_mean=200.0, fid_std=3.0)
+    fig = recipe_study({"arms": {"seed": arm, "all": {**arm, "fid_mean": 150.0}}, "floor": {"fid_mean": 5.0},
+                        "n": 8, "minutes_per_arm": 1})
+    assert sorted(t.get_text() for t in fig.axes[0].texts) == ["all", "seed"]

@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 from .common import new_figure, show_image
 
 __all__ = ["noise_levels", "std_vs_sigma", "sigma_distribution", "ema_weights", "loss_curve",
-           "samples_side_by_side", "recipe_curves", "loss_vs_sigma", "segment_curves"]
+           "samples_side_by_side", "recipe_curves", "loss_vs_sigma", "segment_curves", "recipe_study"]
 
 
 def noise_levels(x0: torch.Tensor, sigmas: Sequence[float], eps: torch.Tensor | None = None,
@@ -191,6 +191,26 @@ def segment_curves(segments: Sequence[Mapping], histories: Sequence[Sequence[tup
         images = [start_images + (s - seg["start_step"]) * seg["batch_size"] for s in steps]
         ax.plot(images, losses, lw=1, label=f"segment {seg['segment']} ({seg.get('recipe', {}).get('loss_weight', 'none')} weight)")
     ax.set(xlabel="training images seen", ylabel="logged training loss", yscale="log")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def recipe_study(study: Mapping) -> Figure:
+    """The recipe study (``bench/recipe.json``): each arm's FID-like score (mean and
+    spread over the sampling seeds) against the training images it saw in the same
+    wall-clock budget, named beside its point; the floor at the same n dashed."""
+    arms = study["arms"]
+    if not arms:
+        raise ValueError("the study has no arms to plot")
+    fig, axes = new_figure(1, 1, size=(5.5, 3.4))
+    ax = axes[0, 0]
+    for name, a in arms.items():
+        ax.errorbar(a["images"], a["fid_mean"], yerr=a["fid_std"], fmt="o", ms=4, capsize=2)
+        ax.annotate(name, (a["images"], a["fid_mean"]), xytext=(4, 3), textcoords="offset points", fontsize=7)
+    ax.axhline(study["floor"]["fid_mean"], ls="--", c="k", lw=1, label=f"floor at n={study['n']}")
+    ax.set(xlabel=f"training images seen in {study['minutes_per_arm']:g} min", yscale="log",
+           ylabel=f"FID-like (n={study['n']})")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     return fig
