@@ -163,7 +163,7 @@ def score_arm(name: str, args) -> None:
     import torch
     from smallunet import evaluation
     from smallunet.pretrained import load_pretrained
-    torch.set_num_threads(args.eval_threads)
+    torch.set_num_threads(1)                     # one job, one thread, like the arms
     model = load_pretrained(args.out_dir / f"{name}.safetensors", sha256=None)
     t0 = time.time()
     results = [evaluation.evaluate(model, n=args.n, seed=s, bf16=args.bf16, root=args.data_root)
@@ -217,16 +217,15 @@ def main(argv=None) -> int:
     p.add_argument("--n", type=int, default=1000, help="samples per score")
     p.add_argument("--seeds", type=int, default=2, help="sampling seeds per arm, for the spread")
     p.add_argument("--bf16", action="store_true", help="sample under bf16 autocast (default fp32)")
-    p.add_argument("--eval-threads", type=int, default=1, help="torch threads of one scoring job")
     p.add_argument("--fresh", action="store_true", help="run every arm anew, even those an earlier run finished")
     p.add_argument("--data-root", default=None)
     p.add_argument("--out-dir", type=Path, default=ROOT / "runs" / "recipe_study", help="checkpoints and logs")
     p.add_argument("--results-dir", type=Path, default=ROOT / "bench", help="recipe.json, .md, .png")
     p.add_argument("--score-arm", choices=list(ARMS), help=argparse.SUPPRESS)   # one scoring job (internal)
     args = p.parse_args(argv)
-    if args.minutes <= 0 or args.parallel < 1 or args.n < 2 or args.seeds < 1 or args.eval_threads < 1:
-        p.error(f"need --minutes > 0, --parallel >= 1, --n >= 2, --seeds >= 1, --eval-threads >= 1; got "
-                f"{args.minutes}, {args.parallel}, {args.n}, {args.seeds}, {args.eval_threads}")
+    if args.minutes <= 0 or args.parallel < 1 or args.n < 2 or args.seeds < 1:
+        p.error(f"need --minutes > 0, --parallel >= 1, --n >= 2, --seeds >= 1; got "
+                f"{args.minutes}, {args.parallel}, {args.n}, {args.seeds}")
     args.out_dir.mkdir(parents=True, exist_ok=True)
     if args.score_arm:
         score_arm(args.score_arm, args)
