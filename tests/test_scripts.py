@@ -78,6 +78,22 @@ def test_readme_quotes_the_manifest():
     assert f"{info['images_seen']:,}" in readme, "README must quote the images seen of the shipped checkpoint"
 
 
+def test_readme_statements_about_the_training_curve_hold():
+    """README: training stopped short of 2x the floor, and each segment lowered the
+    FID-like score less per training image than the one before."""
+    from smallunet.pretrained import pretrained_info
+    info = pretrained_info()
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    if "short of the goal of at most twice the floor" in readme:
+        assert info["metrics"]["ratio_to_floor"] > 2
+    if "each segment lowered the score less per training image than the one before" in readme:
+        segs = info["segments"]
+        fids = [s["fid_end"]["fid"] for s in segs]
+        gains = [(a - b) / s["images"] for a, b, s in zip(fids, fids[1:], segs[1:])]
+        assert len(gains) >= 2 and all(g > 0 for g in gains)
+        assert all(later < earlier for earlier, later in zip(gains, gains[1:])), gains
+
+
 def test_recipe_study_tiny_run(tmp_path):
     args = (ROOT / "bench" / "recipe_study.py", "--arms", "seed", "min_snr", "lr_schedule", "--minutes", "0.05",
             "--parallel", "1", "--n", "8", "--seeds", "1", "--out-dir", tmp_path / "runs", "--results-dir", tmp_path)
