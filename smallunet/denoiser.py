@@ -72,13 +72,16 @@ class ModelMixin:
 
 
 def Scaled(cls: type) -> type:
-    """A subclass of ``cls`` that feeds the network sqrt(alpha(sigma)) * x instead of x.
+    """A subclass of ``cls`` that feeds the network sqrt(alpha(sigma)) * x
+    instead of x.
 
-    x0 + sigma * eps has a standard deviation near sqrt(1 + sigma^2) (up to 20 here);
-    scaling it back to about 1 keeps the first layers' inputs at the same size at
-    every noise level (the variance-preserving x_t of DDPM)."""
+    x0 + sigma * eps has a standard deviation near sqrt(1 + sigma^2) (up to
+    20 here); scaling it back to about 1 keeps the first layers' inputs at
+    the same size at every noise level (the variance-preserving x_t of
+    DDPM)."""
     def forward(self, x, sigma, cond=None):
-        scale = alpha(_broadcastable(sigma, x)).sqrt().to(x.dtype)   # a float64 sigma keeps x's dtype
+        # a float64 sigma keeps x's dtype
+        scale = alpha(_broadcastable(sigma, x)).sqrt().to(x.dtype)
         return cls.forward(self, x * scale, sigma, cond=cond)
     return type(cls.__name__ + "Scaled", (cls,), dict(forward=forward))
 

@@ -40,10 +40,12 @@ RESUMABLE_CHANGES = ("epochs", "minutes", "max_steps", "precision", "channels_la
 
 
 def ema_multi_avg_fn(decay: float, warmup: bool):
-    """In-place EMA update for AveragedModel: ema <- ema + (1 - d) (p - ema)."""
+    """In-place EMA update for AveragedModel:
+    ema <- ema + (1 - d) (p - ema)."""
     @torch.no_grad()
     def update(ema_params, params, num_averaged):
-        d = torch.as_tensor(decay, device=num_averaged.device, dtype=torch.float32)
+        d = torch.as_tensor(decay, device=num_averaged.device,
+                            dtype=torch.float32)
         if warmup:
             n = num_averaged.to(torch.float32)
             d = torch.minimum(d, (1 + n) / (10 + n))
@@ -253,18 +255,23 @@ class Trainer:
         """The recipe's learning rate at a global step (default: the next one)."""
         return self.cfg.lr * lr_factor(self.cfg, self.step if step is None else step, self.total_steps())
 
-    def train_step(self, x0: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
-        """One AdamW step and EMA update on the batch x0 (and labels); returns the loss (on device)."""
+    def train_step(self, x0: torch.Tensor,
+                   cond: torch.Tensor | None = None) -> torch.Tensor:
+        """One AdamW step and EMA update on the batch x0 (and labels);
+        returns the loss (on device)."""
         self.model.train()
         B = x0.shape[0]
-        sigma = draw_sigmas(self.cfg, self.sigmas, B, generator=self.generator).reshape(B, 1, 1, 1)
-        eps = torch.randn(x0.shape, device=self.device, generator=self.generator)
+        sigma = draw_sigmas(self.cfg, self.sigmas, B,
+                            generator=self.generator).reshape(B, 1, 1, 1)
+        eps = torch.randn(x0.shape, device=self.device,
+                          generator=self.generator)
         lr = self.learning_rate()
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         with autocast(self.device.type, self.precision == "bf16"):
             loss = denoiser_loss(self.model, x0, sigma, eps, cond=cond,
-                                 weight=loss_weights(self.cfg, sigma), net=self.forward_model)
+                                 weight=loss_weights(self.cfg, sigma),
+                                 net=self.forward_model)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -292,7 +299,8 @@ class Trainer:
             self.save_checkpoint(self.checkpoint)
 
     def run(self) -> list[tuple[int, float]]:
-        """Train with a progress bar; returns the loss history [(step, mean loss)]."""
+        """Train with a progress bar; returns the loss history [(step, mean loss)], a point at
+        every multiple of ``log_every`` (the mean over the steps since the last point)."""
         total = self.total_steps()
         bar = tqdm(total=total, initial=min(self.step, total or self.step), disable=not self.progress or self.rank != 0,
                    desc=f"training on {self.device.type} ({self.precision})", unit="step")
@@ -300,7 +308,7 @@ class Trainer:
         for s in self.steps():
             acc = s.loss if acc is None else acc + s.loss
             n += 1
-            if n == self.cfg.log_every:
+            if s.step % self.cfg.log_every == 0:     # at the same steps whether or not the run resumed
                 self.history.append((s.step, float(acc) / n))      # one sync per log_every steps
                 bar.set_postfix(loss=f"{self.history[-1][1]:.4f}", epoch=f"{s.epoch:.2f}")
                 acc, n = None, 0
