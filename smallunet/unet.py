@@ -19,7 +19,8 @@ from .denoiser import ModelMixin
 
 
 class CondSequential(nn.Sequential):
-    """nn.Sequential whose modules all take a second argument, the embedding."""
+    """nn.Sequential whose modules all take a second argument, the
+    embedding."""
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         for module in self._modules.values():
