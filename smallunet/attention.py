@@ -51,23 +51,27 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, N, D) -> (B, N, D)"""
-        q, k, v = self.qkv_heads(x)
-        if use_explicit_attention(q):                        # the faster form there (see above)
-            x = self.softmax_weights(q, k) @ v               # (B, heads, N, head_dim)
+        q, k, v = self.qkv_heads(x)         # each (B, heads, N, head_dim)
+        if use_explicit_attention(q):       # faster there (see above)
+            x = self.softmax_weights(q, k) @ v
         else:
-            x = F.scaled_dot_product_attention(q, k, v)      # (B, heads, N, head_dim)
-        x = rearrange(x, "b h n k -> b n (h k)")             # (B, N, D)
+            x = F.scaled_dot_product_attention(q, k, v)
+        x = rearrange(x, "b h n k -> b n (h k)")   # (B, N, D)
         return self.proj(x)
 
     def attention_weights(self, x: torch.Tensor) -> torch.Tensor:
-        """The softmax weights themselves, for plots: (B, N, D) -> (B, heads, N, N);
-        row i says how much token i takes from each token."""
+        """The softmax weights themselves, for plots:
+        (B, N, D) -> (B, heads, N, N); row i says how much token i
+        takes from each token."""
         q, k, _ = self.qkv_heads(x)
         return self.softmax_weights(q, k)
 
-    def softmax_weights(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-        """softmax(q k^T / sqrt(head_dim)) over the keys: (B, heads, N, N)."""
-        return torch.softmax(q @ k.transpose(-2, -1) / self.head_dim ** 0.5, dim=-1)
+    def softmax_weights(self, q: torch.Tensor,
+                        k: torch.Tensor) -> torch.Tensor:
+        """softmax(q k^T / sqrt(head_dim)) over the keys:
+        (B, heads, N, N)."""
+        scores = q @ k.transpose(-2, -1) / self.head_dim ** 0.5
+        return torch.softmax(scores, dim=-1)
 
 
 class AttnBlock(nn.Module):
@@ -93,16 +97,18 @@ class AttnBlock(nn.Module):
     def tokens(self, x: torch.Tensor) -> torch.Tensor:
         """The normalised pixels as tokens: (B, ch, H, W) -> (B, H*W, ch)"""
         if x.dim() != 4 or x.shape[1] != self.ch:
-            raise ValueError(f"x must have shape (B, {self.ch}, H, W), got {tuple(x.shape)}")
+            raise ValueError(f"x must have shape (B, {self.ch}, H, W), "
+                             f"got {tuple(x.shape)}")
         return rearrange(self.norm(x), "b c h w -> b (h w) c")
 
-    def forward(self, x: torch.Tensor, temb: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, ch, H, W) -> (B, ch, H, W); ``temb`` is ignored (it is there so that
-        CondSequential can pass it to every block)."""
-        tokens = self.tokens(x)                               # (B, H*W, ch), checks x's shape
+    def forward(self, x: torch.Tensor,
+                temb: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, ch, H, W) -> (B, ch, H, W); ``temb`` is ignored (it is
+        there so that CondSequential can pass it to every block)."""
+        tokens = self.tokens(x)          # (B, H*W, ch); checks x's shape
         H, W = x.shape[-2:]
-        h = self.attn(tokens)                                 # (B, H*W, ch)
-        h = rearrange(h, "b (h w) c -> b c h w", h=H, w=W)    # (B, ch, H, W)
+        h = self.attn(tokens)                              # (B, H*W, ch)
+        h = rearrange(h, "b (h w) c -> b c h w", h=H, w=W)  # (B, ch, H, W)
         return x + self.proj_out(h)
 
     def attention_map(self, x: torch.Tensor) -> torch.Tensor:
