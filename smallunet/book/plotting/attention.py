@@ -55,7 +55,7 @@ def _draw(ax, image, weights: np.ndarray, cell: tuple[int, int], size: int, titl
 
 
 def plot_attention_query(clean: torch.Tensor, noisy: torch.Tensor, maps: dict[str, torch.Tensor],
-                         sigmas: Sequence[float], query: tuple[int, int]) -> Figure:
+                         sigmas: Sequence[float], query: tuple[int, int], panel: float = 0.95) -> Figure:
     """Where one query pixel looks: one row per noise level, one column per AttnBlock.
 
     Args:
@@ -64,17 +64,18 @@ def plot_attention_query(clean: torch.Tensor, noisy: torch.Tensor, maps: dict[st
         maps: block name -> (S, heads, N, N) attention weights; example i at sigmas[i].
         sigmas: the S noise levels.
         query: (row, col) of the query pixel in the image (cyan cross).
+        panel: the width of one panel in inches (7 panels of 0.95 fit the book's column).
     Each panel's colours run from 0 to that panel's largest weight."""
     size = clean.shape[-1]
     names = list(maps)
-    fig, axes = new_figure(len(sigmas), len(names) + 1, size=(1.35, 1.45))
+    fig, axes = new_figure(len(sigmas), len(names) + 1, size=(panel, panel + 0.1))
     for i, s in enumerate(sigmas):
-        show_image(axes[i, 0], noisy[i], title="model input" if i == 0 else None)
-        axes[i, 0].set_ylabel(f"sigma = {s:g}", fontsize=9)
+        show_image(axes[i, 0], noisy[i], title="model input" if i == 0 else None, fontsize=8)
+        axes[i, 0].set_ylabel(f"sigma = {s:g}", fontsize=8)
         for j, name in enumerate(names):
             w, cell = query_row(maps[name][i], query, size)
             _draw(axes[i, j + 1], clean, w, cell, size,
-                  f"{block_label(name)} ({w.shape[0]}x{w.shape[0]})" if i == 0 else None)
+                  f"{block_label(name)}\n{w.shape[0]}x{w.shape[0]}" if i == 0 else None)
     fig.suptitle(f"attention of the query pixel (row {query[0]}, col {query[1]}), cyan cross", fontsize=10)
     return fig
 
@@ -119,7 +120,7 @@ def plot_attention_spread(stats: dict[str, dict[str, torch.Tensor]], sigmas: Seq
             queries and images, distance in grid cells of the block."""
     names = list(stats)
     sides = sorted({stats[n]["side"] for n in names}, reverse=True)
-    fig, axes = new_figure(1, 2, size=(3.6, 0.45 * (len(names) + len(sides)) + 1.2))
+    fig, axes = new_figure(1, 2, size=(3.25, 0.45 * (len(names) + len(sides)) + 1.2))
     for ax, key, label in ((axes[0, 0], "distance", "mean distance (input pixels)"),
                            (axes[0, 1], "tokens", "effective tokens, exp(entropy), % of N")):
         vals = np.array([[float(v) for v in stats[n][key]] for n in names])
@@ -128,14 +129,15 @@ def plot_attention_spread(stats: dict[str, dict[str, torch.Tensor]], sigmas: Seq
         base = np.array([[uniform_spread(r, size)[key]] * len(sigmas) for r in sides])
         vals = np.vstack([vals, base])
         im = ax.imshow(vals, cmap="viridis", aspect="auto", vmin=0, vmax=vals.max())
-        for (r, c), v in np.ndenumerate(vals):
-            ax.text(c, r, f"{v:.1f}", ha="center", va="center", fontsize=8,
+        for (r, c), v in np.ndenumerate(vals):        # distances to 0.1 px, shares to 1 %
+            text = f"{v:.1f}" if key == "distance" else f"{v:.0f}"
+            ax.text(c, r, text, ha="center", va="center", fontsize=8,
                     color="white" if v < 0.6 * vals.max() else "black")
         ax.axhline(len(names) - 0.5, color="white", lw=2)
         ax.set_xticks(range(len(sigmas)), [f"{s:g}" for s in sigmas])
-        ax.set_yticks(range(len(names) + len(sides)),
+        ax.set_yticks(range(len(names) + len(sides)),        # row labels on the left panel only
                       [f"{block_label(n)} ({stats[n]['side']}x{stats[n]['side']})" for n in names]
-                      + [f"uniform ({r}x{r})" for r in sides])
+                      + [f"uniform ({r}x{r})" for r in sides] if key == "distance" else [])
         ax.set_xlabel("sigma")
         ax.set_title(label, fontsize=10)
         fig.colorbar(im, ax=ax, shrink=0.8)
