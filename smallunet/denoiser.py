@@ -53,21 +53,25 @@ class ModelMixin:
         return self(x, sigma, cond=cond)
 
     def predict_eps_cfg(self, x, sigma, cond, cfg_scale):
-        """predict_eps with classifier-free guidance: eps_c + s * (eps_c - eps_uncond).
+        """predict_eps with classifier-free guidance, s = cfg_scale:
+        eps_c + s * (eps_c - eps_uncond).
 
         With ``cond=None`` or ``cfg_scale == 0`` it is plain predict_eps."""
         if cond is None or cfg_scale == 0:
             return self.predict_eps(x, sigma, cond=cond)
         check_tensor("sigma", sigma)
         if sigma.numel() != 1:
-            raise ValueError(f"classifier-free guidance needs one sigma for the whole batch, "
-                             f"got sigma of shape {tuple(sigma.shape)}")
+            raise ValueError("classifier-free guidance needs one sigma for "
+                             "the whole batch, got sigma of shape "
+                             f"{tuple(sigma.shape)}")
         if getattr(self, "cond_embed", None) is None:
-            raise ValueError("cfg_scale != 0 needs a conditional model (cond_embed is None)")
-        uncond = torch.full_like(cond, self.cond_embed.null_cond)    # (B,)
-        eps_cond, eps_uncond = self.predict_eps(                     # (B, ...), (B, ...)
-            torch.cat([x, x]), sigma.reshape(()), torch.cat([cond, uncond])  # 2B examples
-        ).chunk(2)
+            raise ValueError("cfg_scale != 0 needs a conditional model "
+                             "(cond_embed is None)")
+        uncond = torch.full_like(cond, self.cond_embed.null_cond)  # (B,)
+        # one pass of 2B examples: x with its labels, then with the null
+        x2, cond2 = torch.cat([x, x]), torch.cat([cond, uncond])
+        eps = self.predict_eps(x2, sigma.reshape(()), cond2)  # (2B, ...)
+        eps_cond, eps_uncond = eps.chunk(2)              # (B, ...) each
         return eps_cond + cfg_scale * (eps_cond - eps_uncond)
 
 

@@ -188,20 +188,29 @@ class Unet(nn.Module, ModelMixin):
             nn.Conv2d(block_in, out_ch, kernel_size=3, stride=1, padding=1),
         )
 
-    def embed(self, x: torch.Tensor, sigma: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
+    def embed(self, x: torch.Tensor, sigma: torch.Tensor,
+              cond: torch.Tensor | None) -> torch.Tensor:
         """The embedding every ResnetBlock receives: (B, temb_ch)."""
         check_sigma(sigma, x.shape[0])
         if self.cond_embed is None and cond is not None:
-            raise ValueError("this Unet is unconditional (cond_embed is None) but got cond; pass "
-                             "cond=None, or build the Unet with cond_embed=CondEmbedderLabel(...)")
-        emb = self.sig_embed(x.shape[0], sigma.reshape(-1) if sigma.numel() > 1 else sigma.reshape(()))
+            raise ValueError("this Unet is unconditional (cond_embed is "
+                             "None) but got cond; pass cond=None, or build "
+                             "the Unet with "
+                             "cond_embed=CondEmbedderLabel(...)")
+        one = sigma.numel() == 1             # one sigma for the whole batch
+        sigma = sigma.reshape(()) if one else sigma.reshape(-1)
+        emb = self.sig_embed(x.shape[0], sigma)          # (B, temb_ch)
         if self.cond_embed is not None:
             if cond is None:
-                raise ValueError("this Unet is conditional (cond_embed is set): pass labels, "
-                                 f"cond of shape ({x.shape[0]},)")
-            if not isinstance(cond, torch.Tensor) or cond.shape[:1] != x.shape[:1]:
-                shape = tuple(cond.shape) if isinstance(cond, torch.Tensor) else type(cond).__name__
-                raise ValueError(f"cond must have the batch of x ({x.shape[0]},), got {shape}")
+                raise ValueError("this Unet is conditional (cond_embed is "
+                                 "set): pass labels, cond of shape "
+                                 f"({x.shape[0]},)")
+            is_tensor = isinstance(cond, torch.Tensor)
+            if not is_tensor or cond.shape[:1] != x.shape[:1]:
+                got = (tuple(cond.shape) if is_tensor
+                       else type(cond).__name__)
+                raise ValueError("cond must have the batch of x "
+                                 f"({x.shape[0]},), got {got}")
             emb = emb + self.cond_embed(cond)
         return emb
 
