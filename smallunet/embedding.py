@@ -13,16 +13,21 @@ from torch import nn
 from ._checks import check_float, check_int, check_sigma, check_tensor
 
 
-def get_sigma_embeds(batches: int, sigma: torch.Tensor, scaling_factor: float = 0.5,
+def get_sigma_embeds(batches: int, sigma: torch.Tensor,
+                     scaling_factor: float = 0.5,
                      log_scale: bool = True) -> torch.Tensor:
-    """[sin(s), cos(s)] with s = scaling_factor * log(sigma), one row per example.
+    """[sin(s), cos(s)] with s = scaling_factor * log(sigma), one row per
+    example.
 
-    ``sigma`` holds one value (used for the whole batch) or ``batches`` values.
-    Returns (B, 2).
+    ``sigma`` holds one value (used for the whole batch) or ``batches``
+    values. Returns (B, 2).
     """
     check_int("batches", batches, minimum=1)
     sigma = check_sigma(sigma, batches)
-    sigma = sigma.reshape(-1).expand(batches) if sigma.numel() == 1 else sigma.reshape(batches)
+    if sigma.numel() == 1:
+        sigma = sigma.reshape(-1).expand(batches)
+    else:
+        sigma = sigma.reshape(batches)
     if log_scale:
         sigma = torch.log(sigma)
     s = sigma.unsqueeze(1) * scaling_factor                       # (B, 1)
@@ -30,14 +35,16 @@ def get_sigma_embeds(batches: int, sigma: torch.Tensor, scaling_factor: float = 
 
 
 class SigmaEmbedderSinCos(nn.Module):
-    """sigma -> [sin, cos] of its log -> a two-layer MLP -> (B, hidden_size).
+    """sigma -> [sin, cos] of its log -> two-layer MLP -> (B, hidden_size).
 
-    Two numbers, where DDPM's embedding of the time step has 128 (sines and cosines
-    at 64 frequencies): the MLP turns them into whatever features of log(sigma) the
-    network learns to need (smalldiffusion's design).
+    Two numbers, where DDPM's embedding of the time step has 128 (sines
+    and cosines at 64 frequencies): the MLP turns them into whatever
+    features of log(sigma) the network learns to need (smalldiffusion's
+    design).
     """
 
-    def __init__(self, hidden_size: int, scaling_factor: float = 0.5, log_scale: bool = True):
+    def __init__(self, hidden_size: int, scaling_factor: float = 0.5,
+                 log_scale: bool = True):
         super().__init__()
         check_int("hidden_size", hidden_size, minimum=1)
         self.scaling_factor = check_float("scaling_factor", scaling_factor)
@@ -50,8 +57,9 @@ class SigmaEmbedderSinCos(nn.Module):
 
     def forward(self, batches: int, sigma: torch.Tensor) -> torch.Tensor:
         """(batches, sigma with 1 or B values) -> (B, hidden_size)"""
-        sig_embed = get_sigma_embeds(batches, sigma, self.scaling_factor, self.log_scale)  # (B, 2)
-        return self.mlp(sig_embed.to(self.mlp[0].weight.dtype))                             # (B, D)
+        sig_embed = get_sigma_embeds(batches, sigma, self.scaling_factor,
+                                     self.log_scale)             # (B, 2)
+        return self.mlp(sig_embed.to(self.mlp[0].weight.dtype))  # (B, D)
 
 
 class CondEmbedderLabel(nn.Module):

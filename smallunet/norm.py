@@ -12,11 +12,12 @@ NUM_GROUPS = 32  # as in DDPM's U-Net: GroupNorm(32) before the 3x3 convolutions
 def Normalize(ch: int) -> nn.GroupNorm:
     """GroupNorm over ``ch`` channels in 32 groups.
 
-    Each image is normalised on its own (statistics over the channels of a group and
-    all pixels), so one image's output never depends on its batch-mates, unlike
-    BatchNorm. ``ch`` must be divisible by 32.
+    Each image is normalised on its own (statistics over the channels of a
+    group and all pixels), so one image's output never depends on its
+    batch-mates, unlike BatchNorm. ``ch`` must be divisible by 32.
     (B, ch, H, W) -> (B, ch, H, W)
     """
     check_int("ch", ch, minimum=1)
     check_groups("ch", ch, NUM_GROUPS)
-    return nn.GroupNorm(num_groups=NUM_GROUPS, num_channels=ch, eps=1e-6, affine=True)
+    return nn.GroupNorm(num_groups=NUM_GROUPS, num_channels=ch, eps=1e-6,
+                        affine=True)

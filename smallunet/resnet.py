@@ -58,13 +58,17 @@ class ResnetBlock(nn.Module):
     def forward(self, x: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
         """(B, in_ch, H, W), (B, temb_channels) -> (B, out_ch, H, W)"""
         if x.dim() != 4 or x.shape[1] != self.in_ch:
-            raise ValueError(f"x must have shape (B, {self.in_ch}, H, W), got {tuple(x.shape)}")
-        if temb.dim() != 2 or temb.shape[1] != self.temb_channels or temb.shape[0] not in (1, x.shape[0]):
-            raise ValueError(f"temb must have shape ({x.shape[0]}, {self.temb_channels}), "
+            raise ValueError(f"x must have shape (B, {self.in_ch}, H, W), "
+                             f"got {tuple(x.shape)}")
+        if (temb.dim() != 2 or temb.shape[1] != self.temb_channels
+                or temb.shape[0] not in (1, x.shape[0])):
+            raise ValueError(f"temb must have shape ({x.shape[0]}, "
+                             f"{self.temb_channels}), "
                              f"got {tuple(temb.shape)}")
-        h = self.layer1(x)                                   # (B, out_ch, H, W)
-        h = h + self.temb_proj(temb)[:, :, None, None]       # (B, out_ch) broadcast over H, W
-        h = self.layer2(h)                                   # (B, out_ch, H, W)
+        h = self.layer1(x)                              # (B, out_ch, H, W)
+        # (B, out_ch) -> (B, out_ch, 1, 1), broadcast over H, W
+        h = h + self.temb_proj(temb)[:, :, None, None]
+        h = self.layer2(h)                              # (B, out_ch, H, W)
         if self.in_ch != self.out_ch:
-            x = self.shortcut(x)                             # (B, out_ch, H, W)
+            x = self.shortcut(x)                        # (B, out_ch, H, W)
         return x + h
