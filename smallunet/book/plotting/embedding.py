@@ -30,7 +30,7 @@ def plot_sigma_scales(sigmas) -> Figure:
     are highlighted (their share of the schedule is printed on each axis)."""
     s = _numpy(sigmas)
     below = s < 1
-    fig = figure(9, 3.0)
+    fig = figure(6.6, 3.0)
     axes = fig.subplots(2, 1)
     for ax, scale in zip(axes, ("linear", "log")):
         ax.scatter(s[~below], np.zeros((~below).sum()), marker="|", s=250, color="0.55", lw=0.6)
@@ -100,7 +100,7 @@ def plot_sincos_arcs(sigmas, configs: Sequence[tuple[float, bool]] = ((0.5, True
                      marks: Sequence[float] = (0.01, 0.1, 1, 5, 20)) -> Figure:
     """The curve that [sin, cos] traces as sigma goes from 0.01 to 20, one panel per
     (scaling_factor, log_scale); dots are the given sigmas, coloured by sigma."""
-    fig = figure(2.25 * len(configs) + 0.7, 2.7)
+    fig = figure(2.0 * len(configs) + 0.6, 2.5)
     axes = fig.subplots(1, len(configs))
     for ax, (scaling, log_scale) in zip(np.atleast_1d(axes), configs):
         _arc(ax, sigmas, scaling, log_scale, marks)
@@ -112,7 +112,7 @@ def plot_embedding(sigmas, emb, title: str, channels: int = 8) -> Figure:
     """A (N, D) embedding of N noise levels: a few of its channels against sigma, and
     the cosine similarity between the embeddings of every pair of noise levels."""
     s, e = _numpy(sigmas), _numpy(emb)
-    fig = figure(7.0, 3.4)
+    fig = figure(6.6, 3.4)
     ax1, ax2 = fig.subplots(1, 2, width_ratios=[1.25, 1])
     step = max(1, e.shape[1] // channels)
     for j in range(0, step * channels, step):
@@ -121,7 +121,7 @@ def plot_embedding(sigmas, emb, title: str, channels: int = 8) -> Figure:
     ax1.set_xlabel("σ")
     ax1.set_title(f"{title}: {channels} of its {e.shape[1]} channels", fontsize=9)
     ax1.grid(alpha=0.3)
-    ax1.legend(fontsize=6.5, ncols=2)
+    ax1.legend(fontsize=7.5, ncols=2)
     unit = e / np.linalg.norm(e, axis=1, keepdims=True)
     sim = unit @ unit.T
     ls = np.log10(s)
@@ -162,7 +162,7 @@ def sigma_embedding_frames(x0: torch.Tensor, embedder, sigmas: Sequence[float], 
     emb = _numpy(embedder(len(sig), sig))                             # (S, temb_ch)
     point = _numpy(get_sigma_embeds(len(sig), sig, scaling_factor))   # (S, 2)
     lim = float(np.percentile(np.abs(emb), 99))                       # a few larger ones saturate
-    fig = figure(7.2, 2.7)
+    fig = figure(6.6, 2.6)
     ax_img, ax_arc, ax_emb = fig.subplots(1, 3)
     show_image(ax_img, _noisy(x0, sigmas[default], eps), title="network input", vmin=-1.5, vmax=1.5)
     grid = torch.exp(torch.linspace(math.log(SIGMA_MIN), math.log(SIGMA_MAX), 100))

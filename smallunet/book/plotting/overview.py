@@ -22,8 +22,13 @@ def plot_noise_levels(x0: torch.Tensor, sigmas: Sequence[float], row_titles: Seq
                       seed: int = 0) -> Figure:
     """x0 + sigma * eps for each image (rows) and noise level (columns), scaled by
     1 / sqrt(1 + sigma^2) as the Scaled U-Net sees it: ``training.noise_levels``'s
-    "scaled" row, one per image."""
-    return noise_levels(x0, sigmas, rows=("scaled",), row_titles=row_titles, seed=seed, show_std=False)
+    "scaled" row, one per image. At most 6.2 inches wide (620 px at the inline
+    backend's 100 dpi, so the page shows it at the size it is drawn)."""
+    fig = noise_levels(x0, sigmas, rows=("scaled",), row_titles=row_titles, seed=seed, show_std=False)
+    w, h = fig.get_size_inches()
+    if w > 6.2:
+        fig.set_size_inches(6.2, h * 6.2 / w)
+    return fig
 
 
 def _conv_channels(module) -> tuple[int, int]:

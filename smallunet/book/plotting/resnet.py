@@ -31,7 +31,7 @@ def plot_broadcast(h: torch.Tensor, shift: torch.Tensor, channel: int) -> Figure
               (h[channel] + plane, f"h[{channel}] + shift[{channel}]")]
     lo = min(p.min() for p, _ in panels)
     hi = max(p.max() for p, _ in panels)
-    fig, axes = new_figure(1, 3, size=(2.4, 2.6))
+    fig, axes = new_figure(1, 3, size=(2.2, 2.5))
     for ax, (img, title) in zip(axes[0], panels):
         im = ax.imshow(img, cmap="RdBu_r", vmin=-max(abs(lo), abs(hi)), vmax=max(abs(lo), abs(hi)))
         hide_ticks(ax)
@@ -74,7 +74,7 @@ def plot_channel_maps(image: torch.Tensor, outputs: torch.Tensor, sigmas: Sequen
             scale for all rows, so a change between rows is a change in the values.
     """
     outputs = _np(outputs)
-    fig, axes = new_figure(len(sigmas), len(channels) + 1, size=(1.45, 1.45))
+    fig, axes = new_figure(len(sigmas), len(channels) + 1, size=(1.3, 1.3))
     for i, s in enumerate(sigmas):
         show_image(axes[i, 0], image, title="input image" if i == 0 else None)
         axes[i, 0].set_ylabel(f"sigma = {s:g}", fontsize=9)
