@@ -7,7 +7,11 @@ Markdown table left as raw pipe text; the math is rendered (MathJax is served lo
 (blank offline, frozen online: the static book has no kernel); no placeholder text; and
 the page with its images stays under 6 MB. Every kernel-free interactive figure
 (``smallunet.book.plotting.interactive``) changes what it draws when its slider moves,
-and the book has at least six of them. Skips only when playwright or chromium is missing.
+and the book has at least six of them. Readable at the suite's 1280-px window (issue 21):
+no cell output that is only ``True`` or ``False``; no printed line wider than its output
+box; every output figure, slider frames included, shown at >= 85 % of the width it was
+drawn at; no display equation wider than the column. Skips only when playwright or
+chromium is missing.
 """
 from __future__ import annotations
 
@@ -29,6 +33,7 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--d
 # the theme's own error on every page when launch buttons are on (upstream's, harmless)
 ALLOWED_ERRORS = ("Identifier 'THEBE_JS_URL' has already been declared",)
 MAX_PAGE_BYTES = 6_000_000
+MIN_SHOWN_SHARE = 0.85   # a figure shown smaller than this share of its drawn width has text under ~9 px
 MIN_INTERACTIVE = 6
 PLACEHOLDERS = re.compile(r"\bTODO\b|\bFIXME\b|\bTBD\b|\bXXX\b|lorem ipsum|<Figure size \d|<IPython\.core\.display"
                           r"|<matplotlib\.\w+|Loading widget|Error rendering output", re.IGNORECASE)
@@ -89,6 +94,46 @@ WIDGETS = """() => {
 }"""
 
 
+# what a reader at 1280 px cannot read, measured after the images have loaded and MathJax
+# has typeset (BROKEN_IMAGES and MATH run first). Each finding names its cell (0-based
+# among the page's code cells) and the first line of that cell's source.
+READABILITY = """(minShare) => {
+  const cells = [...document.querySelectorAll('main .cell')];
+  const where = e => {
+    const c = e.closest('.cell');
+    const src = c && c.querySelector('.cell_input');
+    const first = src ? (src.innerText.split('\\n').find(l => l.trim()) || '') : '';
+    return {cell: c ? cells.indexOf(c) : -1, source: first.trim().slice(0, 70)};
+  };
+  const bare = [...document.querySelectorAll('main .cell_output .output')]
+    .filter(o => /^(True|False)$/.test(o.innerText.trim()))
+    .map(o => Object.assign(where(o), {text: o.innerText.trim()}));
+  const wide = [...document.querySelectorAll('main .cell_output pre')]
+    .filter(p => p.scrollWidth > p.clientWidth + 1)
+    .map(p => {
+      const lines = p.innerText.split('\\n');
+      const longest = lines.reduce((a, b) => b.length > a.length ? b : a, '');
+      return Object.assign(where(p), {scroll: p.scrollWidth, client: p.clientWidth,
+                                      chars: longest.length, longest: longest.slice(0, 100)});
+    });
+  const figures = [...document.querySelectorAll('main .cell_output img')]
+    .filter(i => i.naturalWidth > 0 && i.getClientRects().length > 0)   // loaded, and laid out (not in a closed toggle)
+    .map(i => {
+      const drawn = i.getAttribute('width') ? parseFloat(i.getAttribute('width')) : i.naturalWidth;
+      const shown = i.getBoundingClientRect().width;
+      return Object.assign(where(i), {drawn: Math.round(drawn), shown: Math.round(shown),
+                                      share: +(shown / drawn).toFixed(3), slider: !!i.closest('div.animation')});
+    })
+    .filter(f => f.share < minShare);
+  const seen = new Set();   // an equation's div.math and its mjx-container are one finding
+  const equations = [...document.querySelectorAll('main div.math, main mjx-container[display="true"]')]
+    .filter(m => m.scrollWidth > m.clientWidth + 1)
+    .filter(m => { const key = m.closest('div.math') || m; const fresh = !seen.has(key); seen.add(key); return fresh; })
+    .map(m => ({scroll: m.scrollWidth, client: m.clientWidth, tex: m.textContent.trim().slice(0, 80)}));
+  return {bare, wide, figures, equations};
+}"""
+
+
 def pages(html: Path) -> list[Path]:
     """Every built page, except redirects (index.html is a meta refresh to the intro,
     which is checked itself: evaluating a page while it navigates away is a race)."""
@@ -135,6 +180,7 @@ def report(built_book) -> dict[str, dict]:
             r = dict(errors=[e for e in errors if not any(a in e for a in ALLOWED_ERRORS)],
                      broken_images=page.evaluate(BROKEN_IMAGES), widgets=page.evaluate(WIDGETS),
                      bytes=page_bytes(path), sliders=[], math=page.evaluate(MATH))
+            r["readability"] = page.evaluate(READABILITY, MIN_SHOWN_SHARE)   # before any slider moves
             visible, prose = page.evaluate(VISIBLE_TEXT), page.evaluate(PROSE_TEXT)
             r["raw_tables"] = [m.group(0).strip()[:80] for m in PIPE_TABLE.finditer(prose)]
             r["progress_text"] = [m.group(0)[:80] for m in PROGRESS_TEXT.finditer(visible)]
@@ -210,3 +256,42 @@ def test_interactive_figures_change_when_their_slider_moves(report):
                 stuck.append(f"{where}: what is drawn did not change (slider {s['before']['value']} -> {s['value']})")
     assert not stuck, stuck
 
+
+def unreadable(report, key) -> list:
+    """One finding of READABILITY per item, with its page, over the whole book."""
+    return [dict(page=page, **f) for page, r in sorted(report.items()) for f in r["readability"][key]]
+
+
+def cell(f) -> str:
+    return f"{f['page']}, code cell {f['cell']} ({f['source']!r})"
+
+
+def test_no_output_that_is_only_true_or_false(report):
+    """A check's return value left unassigned shows a bare True: assign it (``_ = check(...)``)."""
+    bare = [f"{cell(f)}: the output is only {f['text']}" for f in unreadable(report, "bare")]
+    assert not bare, "outputs that are only True or False:\n" + "\n".join(bare)
+
+
+def test_printed_lines_fit_the_column(report):
+    """No <pre> in a cell's output (printed text, shown source) wider than its box."""
+    wide = [f"{cell(f)}: {f['scroll']} px in a {f['client']} px box, longest line ({f['chars']} chars) "
+            f"{f['longest']!r}" for f in unreadable(report, "wide")]
+    assert not wide, (f"{len(wide)} printed outputs wider than the column (wrap them, e.g. textwrap.fill(s, 76), "
+                      "or print fewer digits):\n" + "\n".join(wide))
+
+
+def test_figures_are_shown_at_the_width_they_are_drawn(report):
+    """An output image shown under 85 % of its drawn width (its width attribute, else its
+    pixels) shrinks its text under about 9 px: draw it at most as wide as the column."""
+    small = [f"{cell(f)}: {'slider figure' if f['slider'] else 'figure'} drawn {f['drawn']} px, shown "
+             f"{f['shown']} px ({f['share']:.0%})" for f in unreadable(report, "figures")]
+    assert not small, (f"{len(small)} figures shown under {MIN_SHOWN_SHARE:.0%} of their drawn width "
+                       "(make the figure narrower, figsize):\n" + "\n".join(small))
+
+
+def test_display_equations_fit_the_column(report):
+    """No typeset display equation wider than the text column."""
+    wide = [f"{f['page']}: {f['scroll']} px in a {f['client']} px column: {f['tex']!r}"
+            for f in unreadable(report, "equations")]
+    assert not wide, ("display equations wider than the column (split them with \\begin{aligned}):\n"
+                      + "\n".join(wide))
