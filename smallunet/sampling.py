@@ -136,12 +136,16 @@ def _sample(model, sigmas, gam, mu, cfg_scale, batchsize, xt, cond, generator,
         xt = noise(batchsize) * sigmas[0].item()
     eps = None
     for i, (sig, sig_prev) in enumerate(pairwise(sigmas)):
-        # The model sees x in its own precision (sigma stays in xt's); the update is done in xt's.
+        # The model sees x in its own precision (sigma stays in xt's);
+        # the update is done in xt's.
         eps_prev, eps = eps, model.predict_eps_cfg(
             xt.to(model_dtype), sig.to(xt), cond, cfg_scale).to(dtype)
         eps_av = eps * gam + eps_prev * (1 - gam) if i > 0 else eps
-        sig_p = (sig_prev / sig ** mu) ** (1 / (1 - mu))   # sig_prev = sig**mu * sig_p**(1-mu)
-        # clamp: in a zero-length step (sig_prev == sig) sig_p can round just above sig_prev
+        # sig_p solves sig_prev = sig**mu * sig_p**(1-mu)
+        sig_p = (sig_prev / sig ** mu) ** (1 / (1 - mu))
+        # clamp: in a zero-length step (sig_prev == sig) sig_p can round
+        # just above sig_prev
         eta = (sig_prev ** 2 - sig_p ** 2).clamp(min=0).sqrt()
-        xt = xt - (sig - sig_p).to(xt) * eps_av + eta.to(xt) * noise(xt.shape[0])
+        xt = (xt - (sig - sig_p).to(xt) * eps_av
+              + eta.to(xt) * noise(xt.shape[0]))
         yield xt
