@@ -214,31 +214,33 @@ class Unet(nn.Module, ModelMixin):
             emb = emb + self.cond_embed(cond)
         return emb
 
-    def forward(self, x: torch.Tensor, sigma: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, in_ch, in_dim, in_dim), sigma with 1 or B values -> (B, out_ch, in_dim, in_dim)"""
+    def forward(self, x: torch.Tensor, sigma: torch.Tensor,
+                cond: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, in_ch, in_dim, in_dim), sigma with 1 or B values
+        -> (B, out_ch, in_dim, in_dim)"""
         check_image("x", x, channels=self.in_ch, size=self.in_dim)
         check_floating("x", x)
         check_dtype("x", x, self.conv_in.weight)
         # 1. Embeddings
-        emb = self.embed(x, sigma, cond)                      # (B, temb_ch)
+        emb = self.embed(x, sigma, cond)              # (B, temb_ch)
 
         # 2. Down: every output is pushed on the skip stack hs
-        hs = [self.conv_in(x)]                                # (B, ch, H, W)
+        hs = [self.conv_in(x)]                        # (B, ch, H, W)
         for down in self.downs:
             for block in down.blocks:
                 hs.append(block(hs[-1], emb))
             if hasattr(down, "downsample"):
-                hs.append(down.downsample(hs[-1]))            # (B, C, H/2, W/2)
+                hs.append(down.downsample(hs[-1]))    # (B, C, H/2, W/2)
 
         # 3. Middle
         h = self.mid(hs[-1], emb)
 
-        # 4. Up: every block pops one skip and concatenates it on the channels
+        # 4. Up: every block pops one skip, concatenated on the channels
         for up in self.ups:
             for block in up.blocks:
                 h = block(torch.cat([h, hs.pop()], dim=1), emb)
             if hasattr(up, "upsample"):
-                h = up.upsample(h)                            # (B, C, 2H, 2W)
+                h = up.upsample(h)                    # (B, C, 2H, 2W)
 
         # 5. Out
-        return self.out_layer(h)                              # (B, out_ch, H, W)
+        return self.out_layer(h)                      # (B, out_ch, H, W)

@@ -65,14 +65,14 @@ def plot_skip_stack(trace) -> Figure:
     def x(e):
         return e.step + (gap if e.kind == "pop" else 0)
 
-    fig = figure(9.0, 0.42 * len(pushes) + 1.3)
+    fig = figure(6.7, 0.42 * len(pushes) + 1.3)
     ax = fig.subplots()
     for slot, e in enumerate(pushes):
         p = pops[e.step]
         color = RES_COLORS[res.index(e.shape[-1]) % len(RES_COLORS)]
         ax.barh(-slot, x(p) - x(e), left=x(e), height=0.62, color=color, alpha=0.85, zorder=2)
-        ax.text(x(e) - 0.15, -slot, e.module, ha="right", va="center", fontsize=8)
-        ax.text(x(p) + 0.15, -slot, f"{p.module} (h {_shape(p.h_shape)})", ha="left",
+        ax.text(x(e) - 0.15, -slot, short_name(e.module), ha="right", va="center", fontsize=8)
+        ax.text(x(p) + 0.15, -slot, f"{short_name(p.module)} (h {_shape(p.h_shape)})", ha="left",
                 va="center", fontsize=8)
         ax.text((x(e) + x(p)) / 2, -slot, _shape(e.shape), ha="center", va="center",
                 fontsize=8, color="white", fontweight="bold")
@@ -83,7 +83,7 @@ def plot_skip_stack(trace) -> Figure:
     for i, r in enumerate(res):
         ax.barh(np.nan, 0, color=RES_COLORS[i % len(RES_COLORS)], label=f"{r}x{r}")
     ax.legend(title="resolution", fontsize=8, loc="lower left")
-    ax.set_xlim(-4.2, x(trace[-1]) + 6.3)
+    ax.set_xlim(-2.6, x(trace[-1]) + 5.2)
     ax.set_ylim(-len(pushes) - 0.4, 0.8)
     ax.set_yticks(-np.arange(len(pushes)), [f"slot {i}" for i in range(len(pushes))], fontsize=8)
     ax.set_xticks([x(e) for e in trace], [str(e.step) for e in trace], fontsize=8)
@@ -105,7 +105,7 @@ def plot_skip_ablation(x0: torch.Tensor, xt: torch.Tensor, full: torch.Tensor,
         n_images: how many of the B images to show."""
     cols = [("clean x0", x0), ("noisy input", xt), ("full model", full)] + list(ablated.items())
     per_image = -(-len(cols) // ncols)                       # rows per image, rounded up
-    fig, axes = new_figure(n_images * per_image, ncols, size=(1.2, 1.3))
+    fig, axes = new_figure(n_images * per_image, ncols, size=(1.1, 1.25))
     for i in range(n_images):
         for j in range(per_image * ncols):
             ax = axes[i * per_image + j // ncols, j % ncols]
@@ -121,7 +121,7 @@ def plot_skip_mse(labels: Sequence[str], mse: Sequence[float], base: float,
                   resolutions: Sequence[int]) -> Figure:
     """Bar chart: the x0 estimate's MSE with each skip zeroed, against the full model's."""
     res = sorted(set(resolutions), reverse=True)
-    fig = figure(7.5, 3.2)
+    fig = figure(6.6, 3.2)
     ax = fig.subplots()
     colors = [RES_COLORS[res.index(r) % len(RES_COLORS)] for r in resolutions]
     ax.bar(range(len(mse)), mse, color=colors)
@@ -139,7 +139,7 @@ def plot_skip_mse(labels: Sequence[str], mse: Sequence[float], base: float,
 def plot_stage_costs(rows: Sequence[dict], flops: dict[str, int]) -> Figure:
     """Two bar charts over the stages: parameters and FLOPs of one forward pass."""
     names = [r["stage"] for r in rows]
-    fig, axes = new_figure(1, 2, size=(4.2, 0.32 * len(names) + 1.0))
+    fig, axes = new_figure(1, 2, size=(3.35, 0.32 * len(names) + 1.0))
     for ax, vals, label in ((axes[0, 0], [r["params"] / 1e6 for r in rows], "parameters (millions)"),
                             (axes[0, 1], [flops[n] / 1e6 for n in names], "MFLOPs, one 28x28 image")):
         colors = ["#4C72B0" if n.startswith("downs") else "#C44E52" if n.startswith("ups")
@@ -151,7 +151,7 @@ def plot_stage_costs(rows: Sequence[dict], flops: dict[str, int]) -> Figure:
         ax.set_xlabel(label)
         for i, v in enumerate(vals):
             ax.text(v, i, f" {v:.2f}", va="center", fontsize=7)
-        ax.set_xlim(0, max(vals) * 1.25)
+        ax.set_xlim(0, max(vals) * 1.3)
     return fig
 
 
@@ -162,7 +162,7 @@ def plot_sigma_sweep(x0: torch.Tensor, model_in: torch.Tensor, eps_hat: torch.Te
     Rows: what the network sees (sqrt(alpha) * x_t), its noise prediction eps_hat, and the
     x0 estimate x_t - sigma * eps_hat, whose error against x0 is in each title.
     Args: (S, 1, H, W) tensors, one example per sigma; x0: (1, H, W)."""
-    fig, axes = new_figure(3, len(sigmas), size=(1.35, 1.45))
+    fig, axes = new_figure(3, len(sigmas), size=(1.1, 1.25))
     for j, s in enumerate(sigmas):
         err = ((x0_hat[j] - x0) ** 2).mean().item()
         show_image(axes[0, j], model_in[j], title=f"sigma = {s:g}", vmin=-2.5, vmax=2.5)
@@ -197,7 +197,7 @@ def skip_frames(model_in: torch.Tensor, feats: dict[str, torch.Tensor], sigmas: 
     return image_frames(frames, [f"sigma = {s:.3g}" for s in sigmas], row_labels=rows, col_titles=titles,
                         cmap={(r, c): "viridis" if r else "magma" for r in range(channels + 1)
                               for c in range(1, len(names) + 1)},
-                        scale="panel", percentile=99.5,
+                        scale="panel", percentile=99.5, horizontal_labels=True,
                         panel=0.75, **kwargs)
 
 
