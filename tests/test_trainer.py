@@ -30,11 +30,13 @@ def state(t):
 
 
 def test_resumed_run_equals_uninterrupted_run(tmp_path):
-    straight = trainer(max_steps=12)
+    # log_every=2: the loss history has points on both sides of the interruption (with the
+    # default 25 both histories of 12 steps would be empty and their comparison vacuous)
+    straight = trainer(max_steps=12, log_every=2)
     straight.run()
-    first = trainer(tmp_path, max_steps=5)       # stops after 5 steps, mid-epoch (8 steps per epoch)
+    first = trainer(tmp_path, max_steps=5, log_every=2)    # stops after 5 steps, mid-epoch (8 steps per epoch)
     first.run()
-    resumed = trainer(tmp_path, max_steps=12)    # same checkpoint: picks up at step 5
+    resumed = trainer(tmp_path, max_steps=12, log_every=2)  # same checkpoint: picks up at step 5
     assert resumed.step == 5
     resumed.run()
     assert resumed.step == straight.step == 12
@@ -42,7 +44,11 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path):
     assert a.keys() == b.keys()
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
-    assert [s for s, _ in resumed.history] == [s for s, _ in straight.history]
+    assert [s for s, _ in straight.history] == [2, 4, 6, 8, 10, 12]
+    assert [s for s, _ in resumed.history] == [2, 4, 6, 8, 10, 12]
+    # after the cut (step 5) the windows of steps 7-8, 9-10 and 11-12 saw the same batches,
+    # noise and weights, so the same losses; step 6's window holds only step 6 after a resume
+    assert resumed.history[3:] == straight.history[3:]
 
 
 def test_training_lowers_the_loss():
