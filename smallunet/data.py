@@ -104,7 +104,10 @@ def _download(split: str) -> tuple[Path, Path] | None:
         import torchvision
         torchvision.datasets.FashionMNIST(root=str(cache_dir()), train=(split == "train"),
                                           download=True)
-    except Exception as err:  # no network, a proxy, a missing torchvision: all mean "not here"
+    # what "not here" looks like: no torchvision (ImportError), no network or a proxy
+    # (urllib's URLError is an OSError), every mirror failed (torchvision's RuntimeError);
+    # anything else is a bug and propagates
+    except (ImportError, OSError, RuntimeError) as err:
         print(f"smallunet: downloading FashionMNIST failed: {err}")
         return None
     return _find_split(cache_dir(), SPLITS[split])

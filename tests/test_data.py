@@ -138,3 +138,22 @@ def test_random_hflip_flips_a_subset():
         random_hflip(torch.zeros(3, 28, 28))
     with pytest.raises(TypeError, match="torch.Tensor"):
         random_hflip(np.zeros((1, 1, 2, 2)))
+
+
+def test_download_failures_mean_not_found_but_bugs_propagate(no_default_dirs, monkeypatch):
+    """A failed download (no network: an OSError; every mirror failed: torchvision's
+    RuntimeError) means "not found"; any other exception is a bug and is not hidden."""
+    torchvision = pytest.importorskip("torchvision")
+
+    def raising(exc):
+        def fake(*args, **kwargs):
+            raise exc
+        return fake
+
+    for exc in (OSError("no network"), RuntimeError("Error downloading train-images-idx3-ubyte.gz")):
+        monkeypatch.setattr(torchvision.datasets, "FashionMNIST", raising(exc))
+        with pytest.raises(FashionMNISTNotFoundError):
+            load_fashion_mnist("test")
+    monkeypatch.setattr(torchvision.datasets, "FashionMNIST", raising(ZeroDivisionError("a bug")))
+    with pytest.raises(ZeroDivisionError, match="a bug"):
+        load_fashion_mnist("test")
