@@ -177,7 +177,8 @@ class Trainer:
         if data is None:
             from .data import load_fashion_mnist
             data, loaded_labels = load_fashion_mnist("train")
-            labels = loaded_labels if labels is None else labels
+            if labels is None and cfg.num_classes:      # the labels only for a conditional recipe
+                labels = loaded_labels
         check_training_data(data, cfg)
         self.labels = check_labels(labels, data, cfg)
         if len(data) < cfg.batch_size:

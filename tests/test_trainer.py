@@ -182,3 +182,19 @@ def test_conditional_run_grafted_onto_unconditional_weights(tmp_path):
     wider_cond = TrainConfig(**{**TINY, "ch": 64, "max_steps": 1, "num_classes": 3})
     with pytest.raises(ValueError, match="graft_unconditional: the weights do not fit this model's Unet"):
         Trainer(wider_cond, data=data(), labels=labels, device="cpu", init_weights=path, progress=False)
+
+
+def test_trainer_without_data_loads_fashion_mnist_and_its_labels_only_when_conditional():
+    """Trainer(TrainConfig(...)) with no data, as the module docstring shows: it loads
+    FashionMNIST's training images, and its labels only for a conditional recipe (an
+    unconditional recipe refused the labels it had loaded itself)."""
+    from smallunet.data import FashionMNISTNotFoundError, load_fashion_mnist
+    try:
+        load_fashion_mnist("test", download=False)
+    except FashionMNISTNotFoundError:
+        pytest.skip("FashionMNIST is not on this machine")
+    small = dict(ch=32, ch_mult=(1,), attn_resolutions=(), N=50, batch_size=8, max_steps=1)
+    plain = Trainer(TrainConfig(**small), device="cpu", progress=False)
+    assert tuple(plain.data.shape) == (60000, 1, 28, 28) and plain.labels is None
+    cond = Trainer(TrainConfig(**small, num_classes=10), device="cpu", progress=False)
+    assert tuple(cond.labels.shape) == (60000,) and int(cond.labels.max()) == 9
