@@ -148,8 +148,14 @@ def test_kid_is_unbiased_and_detects_a_shift():
             for s in range(20)]
     assert abs(np.mean(same)) < 3 * np.std(same) / np.sqrt(20) + 1e-3   # mean near 0 (unbiased)
     assert min(same) < 0                                                # so it can go below 0
-    shifted, spread = kid(rng.standard_normal((300, 8)) + 0.5, rng.standard_normal((300, 8)))
-    assert shifted > 10 * abs(np.mean(same)) and spread >= 0
+    a, b = rng.standard_normal((300, 8)) + 0.5, rng.standard_normal((300, 8))
+    shifted, spread = kid(a, b, subset_size=100)
+    assert shifted > 10 * abs(np.mean(same))
+    # the spread is the std over subsets: positive when the subsets differ, (nearly) zero
+    # when every subset is the whole set (subset_size >= N: the same rows, permuted)
+    assert 0.01 * shifted < spread < shifted
+    whole, no_spread = kid(a, b, subset_size=300)
+    assert no_spread < 1e-9 * whole
     with pytest.raises(ValueError, match=r"expected features \(N, D\) and \(M, D\)"):
         kid(np.zeros((5, 3)), np.zeros((5, 4)))
 
