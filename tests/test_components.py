@@ -269,3 +269,18 @@ def test_attention_forms_agree_in_bf16_forward_and_backward(tokens):
 
     for a, b in zip(run(False), run(True)):
         torch.testing.assert_close(a, b, rtol=3e-2, atol=3e-2)
+
+
+def test_label_embedding_reads_no_value_off_an_accelerator_or_under_compile():
+    """The label range is checked on the CPU (a clear ValueError), but never by reading
+    values back from another device (two host syncs per GPU step) or inside torch.compile
+    (a graph break): the entry points (samples, Trainer) check labels there, once."""
+    emb = CondEmbedderLabel(16, num_classes=3).eval()
+    with pytest.raises(ValueError, match=r"labels must be in \[0, 3\]"):
+        emb(torch.tensor([0, 4]))
+    # 'meta' stands in for an accelerator: reading a value off it fails, shapes still flow
+    out = emb.to("meta")(torch.tensor([0, 2], device="meta"))
+    assert out.shape == (2, 16) and out.device.type == "meta"
+    # fullgraph=True fails on any graph break, such as int(labels.max())
+    compiled = torch.compile(CondEmbedderLabel(16, num_classes=3).eval(), backend="eager", fullgraph=True)
+    assert compiled(torch.tensor([0, 1, 3])).shape == (3, 16)
