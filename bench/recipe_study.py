@@ -1,9 +1,13 @@
 """The recipe study: which training options give the best samples per CPU-minute.
 
     python bench/recipe_study.py --minutes 20 --parallel 2 --bf16            # every arm
-    python bench/recipe_study.py --arms seed lr_schedule --minutes 1 --n 64   # a quick look
+    python bench/recipe_study.py --arms smalldiffusion lr_schedule --minutes 1 --n 64   # a quick look
+    python bench/recipe_study.py --report     # rewrite recipe.md and recipe.png from recipe.json
 
-Every arm trains the seed's model from scratch for the same wall-clock budget, one torch
+The study ranks what pays off in the first fraction of an epoch (20 minutes per arm is
+about 0.6 epochs): early training only, not where a long run ends.
+
+Every arm trains smalldiffusion's model from scratch for the same wall-clock budget, one torch
 thread each, with ``python -m smallunet``; then each arm's EMA weights are scored with
 the project's protocol (``smallunet.evaluation.evaluate``: FID-like score and KID at n
 samples, 20 steps, gam=1.6) over ``--seeds`` sampling seeds for a spread, and the floor
@@ -13,10 +17,12 @@ beside one other one-thread job and sees the same machine. The results go to
 bench/recipe.json and bench/recipe.md (table and a plot of FID against images seen,
 bench/recipe.png), with the command and the machine.
 
-Each arm adds one change to the seed recipe, so each is measured apart; ``all`` combines
-them. A cosine schedule needs its end: its arm plans the steps its budget allows at the
-images/s measured by the finished arm of the same batch size and dropout (``seed`` for
-``lr_schedule``, ``dropout0`` for ``all``), so the default order trains those first.
+The arm ``smalldiffusion`` is smalldiffusion's FashionMNIST recipe at a CPU batch of 64
+(called ``seed`` in results written before it was renamed; ``--report`` and ``--arms``
+still accept that name). Each other arm adds one change to it, so each is measured apart;
+``all`` combines them. A cosine schedule needs its end: its arm plans the steps its budget allows at the
+images/s measured by the finished arm of the same batch size and dropout
+(``smalldiffusion`` for ``lr_schedule``, ``dropout0`` for ``all``), so the default order trains those first.
 
 An interrupted study continues where it stopped: an arm whose training (or scoring) ran
 to the end with the same settings is not run again (``--fresh`` runs everything anew).
@@ -37,10 +43,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-SEED = dict(batch_size=64, lr=7e-4, dropout=0.1)           # the seed recipe at a CPU batch
+BASE = dict(batch_size=64, lr=7e-4, dropout=0.1)           # smalldiffusion's recipe at a CPU batch
 COSINE = dict(lr_schedule="cosine", warmup_steps=100)       # cosine to 0 over the arm's planned steps
 ARMS = {
-    "seed": {},
+    "smalldiffusion": {},                                   # smalldiffusion's recipe, unchanged
     "dropout0": dict(dropout=0.0),
     "sigma_mix": dict(sigma_dist="mix", sigma_mean=-0.6, sigma_std=1.2, sigma_mix=0.2),
     "min_snr": dict(loss_weight="min_snr", min_snr_gamma=5.0),
@@ -50,6 +56,11 @@ ARMS = {
     "batch128": dict(batch_size=128),
     "all": dict(**COSINE, dropout=0.0, sigma_dist="mix", loss_weight="min_snr", zero_init=True),
 }
+OLD_NAMES = {"seed": "smalldiffusion"}      # arm names in results written before the rename
+
+
+def new_name(name: str) -> str:
+    return OLD_NAMES.get(name, name)
 
 
 def flags(cfg: dict) -> list[str]:
@@ -112,7 +123,7 @@ def run_study(names, args) -> dict:
         while len(running) < args.parallel and (pending_train or pending_score):
             if pending_train:
                 name, kind = pending_train.pop(0), "train"
-                cfg = {**SEED, **ARMS[name]}
+                cfg = {**BASE, **ARMS[name]}
                 if cfg.get("lr_schedule") == "cosine":
                     rate, source = planning_rate(cfg, done, args.rate)
                     cfg["lr_total_steps"] = planned_steps(args.minutes, cfg["batch_size"], rate)
@@ -174,42 +185,72 @@ def score_arm(name: str, args) -> None:
     (args.out_dir / f"{name}.score.json").write_text(json.dumps(dict(settings=score_settings(args), scores=scores)))
 
 
-def write(done: dict, floor: dict, args, command: str) -> None:
+def record(done: dict, floor: dict, args, command: str) -> dict:
+    """What recipe.json holds: the command, the machine, the settings and every arm."""
     import torch
-    base = done.get("seed", {}).get("fid_mean")
-    settings = score_settings(args)
-    out = dict(command=command, machine=f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-                                        f"1 torch thread per job, {args.parallel} jobs at a time",
-               torch=torch.__version__, minutes_per_arm=args.minutes, **settings, floor=floor, arms=done)
-    (args.results_dir / "recipe.json").write_text(json.dumps(out, indent=1) + "\n")
-    lines = ["# Recipe study", "", f"Written by `{command}` on {out['machine']}, torch {out['torch']}.",
-             f"Every arm: the seed's model from scratch, {args.minutes} min of wall clock, then the protocol "
-             f"of `smallunet.evaluation` ({settings['precision']}) at n={args.n} over {args.seeds} sampling "
-             "seed(s) (mean ± std over the seeds: the spread of the score, not of training; each arm is one "
-             "training run, seed 0).", "",
-             f"Floor at n={args.n}: FID-like {floor['fid_mean']:.2f} ± {floor['fid_std']:.2f}, "
-             f"KID {floor['kid_mean']:.2f} ± {floor['kid_std']:.2f} ({floor['draws']} draws of training images).", "",
-             "| arm | change to the seed recipe | steps | images | images/s | FID-like | KID | FID vs seed |",
+    return dict(command=command, machine=f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+                                         f"1 torch thread per job, {args.parallel} jobs at a time",
+                torch=torch.__version__, minutes_per_arm=args.minutes, **score_settings(args), floor=floor,
+                arms=done)
+
+
+def renamed(out: dict) -> dict:
+    """``out`` with the arms of an older study under their current names (``seed`` is now
+    ``smalldiffusion``), in the same order; nothing measured changes."""
+    arms = {}
+    for name, arm in out["arms"].items():
+        arm = dict(arm)
+        if "lr_planned_from" in arm:
+            source = arm["lr_planned_from"]
+            old = next((o for o in OLD_NAMES if source.endswith(f"arm {o}")), None)
+            arm["lr_planned_from"] = source[:-len(old)] + OLD_NAMES[old] if old else source
+        arms[new_name(name)] = arm
+    return {**out, "arms": arms}
+
+
+def write(out: dict, results_dir: Path) -> None:
+    """recipe.json, recipe.md (the table) and recipe.png from one study's record."""
+    from smallunet.evaluation import PROTOCOL
+    arms, floor, n = out["arms"], out["floor"], out["n"]
+    base = arms.get("smalldiffusion", {}).get("fid_mean")
+    sampler = (f"{PROTOCOL['steps']} steps, gam={PROTOCOL['gam']}, mu={PROTOCOL['mu']}, n={n}, sampling seeds "
+               f"{', '.join(map(str, range(out['seeds'])))}, {out['precision']}")
+    (results_dir / "recipe.json").write_text(json.dumps(out, indent=1) + "\n")
+    lines = ["# Recipe study", "", f"Written by `{out['command']}` on {out['machine']}, torch {out['torch']}.",
+             f"Every arm: smalldiffusion's model from scratch, {out['minutes_per_arm']} min of wall clock, then "
+             f"the protocol of `smallunet.evaluation` ({sampler}; mean ± std over the sampling seeds: the "
+             "spread of the score, not of training; each arm is one training run, seed 0).", "",
+             f"The arms saw about {arms[next(iter(arms))]['images'] / 60_000:.2f} epochs each: the study ranks "
+             "what pays off early in training only, not where a long run ends.", "",
+             f"Floor at n={n}: FID-like {floor['fid_mean']:.2f} ± {floor['fid_std']:.2f}, "
+             f"KID {floor['kid_mean']:.2f} ± {floor['kid_std']:.2f} ({floor['draws']} draws of training images).",
+             "KID is the unbiased estimate of the squared MMD with the kernel (x.y/D + 1)^3 on the "
+             "classifier's raw D = 128 features, not rescaled: its scale is the kernel's on these features, "
+             "so only KIDs on the same features compare, and the unbiased estimate can be negative when "
+             "two sets are as close as sampling noise makes them (as the floor's are).", "",
+             "| arm | change to smalldiffusion's recipe | steps | images | images/s | FID-like | KID "
+             "| FID vs smalldiffusion's |",
              "|---|---|---:|---:|---:|---:|---:|---:|"]
-    for name, a in done.items():
+    for name, a in arms.items():
         change = ", ".join(f"{k}={v}" for k, v in ARMS[name].items()) or "(none)"
         ratio = f"{a['fid_mean'] / base:.2f}x" if base else ""
         lines.append(f"| {name} | {change} | {a['steps']} | {a['images']:,} | {a['images_per_second']} | "
                      f"{a['fid_mean']:.1f} ± {a['fid_std']:.1f} | {a['kid_mean']:.1f} ± {a['kid_std']:.1f} | {ratio} |")
     planned = [f"- `{name}`: cosine over {a['config']['lr_total_steps']} planned steps "
                f"({a['lr_planned_from']}); it ran {a['steps']}."
-               for name, a in done.items() if "lr_planned_from" in a]
-    lines += ["", *planned, "", "The sampler's gam and number of steps, swept on the final EMA of the recipe "
-              "the shipped checkpoint was trained with: `fid_vs_steps.md` (written by `scripts/fid_table.py`).",
-              "", "![FID against images seen](recipe.png)", ""]
-    (args.results_dir / "recipe.md").write_text("\n".join(lines))
+               for name, a in arms.items() if "lr_planned_from" in a]
+    lines += ["", *planned, "", "![FID against images seen](recipe.png)", ""]
+    (results_dir / "recipe.md").write_text("\n".join(lines))
     from smallunet.book.plotting.training import recipe_study
-    recipe_study(out).savefig(args.results_dir / "recipe.png", dpi=100)
+    recipe_study(out).savefig(results_dir / "recipe.png", dpi=100)
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
+    p.add_argument("--arms", nargs="+", default=list(ARMS), choices=[*ARMS, *OLD_NAMES])
+    p.add_argument("--report", action="store_true",
+                   help="only rewrite recipe.md and recipe.png (and the arms' names in recipe.json) "
+                        "from the results dir's recipe.json; trains and scores nothing")
     p.add_argument("--minutes", type=float, default=20.0, help="wall-clock budget per arm")
     p.add_argument("--parallel", type=int, default=2, help="jobs at once (one thread each)")
     p.add_argument("--rate", type=float, default=25.0,
@@ -223,6 +264,14 @@ def main(argv=None) -> int:
     p.add_argument("--results-dir", type=Path, default=ROOT / "bench", help="recipe.json, .md, .png")
     p.add_argument("--score-arm", choices=list(ARMS), help=argparse.SUPPRESS)   # one scoring job (internal)
     args = p.parse_args(argv)
+    args.arms = list(dict.fromkeys(map(new_name, args.arms)))
+    if args.report:
+        path = args.results_dir / "recipe.json"
+        if not path.is_file():
+            p.error(f"--report needs an earlier study's {path}, which does not exist")
+        write(renamed(json.loads(path.read_text())), args.results_dir)
+        print((args.results_dir / "recipe.md").read_text())
+        return 0
     if args.minutes <= 0 or args.parallel < 1 or args.n < 2 or args.seeds < 1:
         p.error(f"need --minutes > 0, --parallel >= 1, --n >= 2, --seeds >= 1; got "
                 f"{args.minutes}, {args.parallel}, {args.n}, {args.seeds}")
@@ -236,7 +285,7 @@ def main(argv=None) -> int:
     from smallunet import evaluation
     torch.set_num_threads(args.parallel)
     floor = evaluation.floor(n=args.n, root=args.data_root)
-    write(done, floor, args, command.strip())
+    write(record(done, floor, args, command.strip()), args.results_dir)
     print((args.results_dir / "recipe.md").read_text())
     return 0
 

@@ -95,24 +95,38 @@ def test_readme_statements_about_the_training_curve_hold():
 
 
 def test_recipe_study_tiny_run(tmp_path):
-    args = (ROOT / "bench" / "recipe_study.py", "--arms", "seed", "min_snr", "lr_schedule", "--minutes", "0.05",
-            "--parallel", "1", "--n", "8", "--seeds", "1", "--out-dir", tmp_path / "runs", "--results-dir", tmp_path)
+    args = (ROOT / "bench" / "recipe_study.py", "--arms", "smalldiffusion", "min_snr", "lr_schedule", "--minutes",
+            "0.05", "--parallel", "1", "--n", "8", "--seeds", "1", "--out-dir", tmp_path / "runs",
+            "--results-dir", tmp_path)
     out = run(*args, timeout=900)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     results = json.loads((tmp_path / "recipe.json").read_text())
-    assert list(results["arms"]) == ["seed", "min_snr", "lr_schedule"]
+    assert list(results["arms"]) == ["smalldiffusion", "min_snr", "lr_schedule"]
     assert results["arms"]["min_snr"]["config"]["loss_weight"] == "min_snr"
     assert all(a["steps"] >= 1 and len(a["fid"]) == 1 for a in results["arms"].values())
     cosine = results["arms"]["lr_schedule"]
-    assert cosine["lr_planned_from"].endswith("measured by arm seed"), cosine     # same batch and dropout
-    seed_rate = results["arms"]["seed"]["images_per_second"]
-    assert cosine["config"]["lr_total_steps"] == max(10, int(0.05 * 60 * seed_rate / 64))
+    assert cosine["lr_planned_from"].endswith("measured by arm smalldiffusion"), cosine  # same batch and dropout
+    base_rate = results["arms"]["smalldiffusion"]["images_per_second"]
+    assert cosine["config"]["lr_total_steps"] == max(10, int(0.05 * 60 * base_rate / 64))
     text = (tmp_path / "recipe.md").read_text()
     assert "| min_snr | loss_weight=min_snr, min_snr_gamma=5.0 |" in text and (tmp_path / "recipe.png").is_file()
+    assert "early in training only" in text and "squared MMD" in text
     again = run(*args, timeout=900)                        # an interrupted or repeated study continues
     assert again.returncode == 0, again.stderr[-2000:]
     assert "started" not in again.stdout, again.stdout     # nothing trained or scored twice
     assert json.loads((tmp_path / "recipe.json").read_text())["arms"] == results["arms"]
+    # --report rewrites the table and the plot from a recipe.json, even one written before
+    # the arm ``seed`` was renamed ``smalldiffusion``, and trains and scores nothing
+    old = tmp_path / "old"
+    old.mkdir()
+    arms = {("seed" if k == "smalldiffusion" else k): dict(a) for k, a in results["arms"].items()}
+    arms["lr_schedule"]["lr_planned_from"] = cosine["lr_planned_from"].replace("smalldiffusion", "seed")
+    (old / "recipe.json").write_text(json.dumps({**results, "arms": arms}))
+    report = run(ROOT / "bench" / "recipe_study.py", "--report", "--results-dir", old, timeout=300)
+    assert report.returncode == 0, report.stderr[-2000:]
+    assert "started" not in report.stdout
+    assert json.loads((old / "recipe.json").read_text())["arms"] == results["arms"]
+    assert (old / "recipe.md").read_text() == text and (old / "recipe.png").is_file()
 
 
 def test_fid_table_tiny_run(tmp_path):

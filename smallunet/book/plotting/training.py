@@ -14,19 +14,21 @@ from matplotlib.figure import Figure
 from .common import new_figure, show_image
 
 __all__ = ["noise_levels", "std_vs_sigma", "sigma_distribution", "ema_weights", "loss_curve",
-           "samples_side_by_side", "recipe_curves", "loss_vs_sigma", "segment_curves", "recipe_study"]
+           "samples_side_by_side", "recipe_curves", "loss_vs_sigma", "segment_curves", "recipe_study",
+           "gaussian_denoiser"]
 
 
 def noise_levels(x0: torch.Tensor, sigmas: Sequence[float], eps: torch.Tensor | None = None,
                  rows: Sequence[str] = ("raw", "scaled"), row_titles: Sequence[str] | None = None,
-                 seed: int = 0, show_std: bool = True) -> Figure:
+                 seed: int = 0, show_std: bool = True, panel: float = 1.35) -> Figure:
     """Images at several noise levels (columns), the one noise-level figure of the book.
 
     x0: one image (C, H, W) or several (B, C, H, W). For each image, one row per entry of
     ``rows``: "raw" is x0 + sigma * eps drawn on the image range [-1, 1] (large values
     saturate); "scaled" is the same divided by sqrt(1 + sigma^2), as Scaled feeds it to
     the network. eps: the noise (default drawn with ``seed``). row_titles: one label per
-    image. show_std: put each panel's standard deviation in its title."""
+    image. show_std: put each panel's standard deviation in its title. panel: the width
+    of one panel in inches (7 panels of 0.9 fit the book's column)."""
     x0 = x0[None] if x0.dim() == 3 else x0                       # (B, C, H, W)
     for r in rows:
         if r not in ("raw", "scaled"):
@@ -34,7 +36,8 @@ def noise_levels(x0: torch.Tensor, sigmas: Sequence[float], eps: torch.Tensor | 
     if eps is None:
         eps = torch.randn(x0.shape, generator=torch.Generator().manual_seed(seed))
     eps = eps.reshape(x0.shape)
-    fig, axes = new_figure(len(x0) * len(rows), len(sigmas), size=(1.35, 1.5 if show_std else 1.35))
+    fig, axes = new_figure(len(x0) * len(rows), len(sigmas),
+                           size=(panel, panel * (1.5 if show_std else 1.35) / 1.35))
     for j, s in enumerate(sigmas):
         xt = x0 + s * eps
         panels = {"raw": (xt, (-1, 1)), "scaled": (xt / (1 + s ** 2) ** 0.5, (-1.5, 1.5))}
@@ -89,7 +92,7 @@ def ema_weights(steps, decay_warm, weight_fixed, weight_warm, decay: float) -> F
     """Left: the EMA decay used at each update, with and without warm-up. Right: the
     weight that the initial (random) weights still have in the average."""
     steps = np.asarray(steps)
-    fig, axes = new_figure(1, 2, size=(4.2, 3.0))
+    fig, axes = new_figure(1, 2, size=(3.2, 2.8))
     ax = axes[0, 0]
     ax.plot(steps, np.full(len(steps), decay), label=f"fixed {decay}")
     ax.plot(steps, decay_warm, label="with warm-up")
@@ -98,7 +101,7 @@ def ema_weights(steps, decay_warm, weight_fixed, weight_warm, decay: float) -> F
     ax = axes[0, 1]
     ax.plot(steps, weight_fixed, label=f"fixed {decay}")
     ax.plot(steps, np.maximum(weight_warm, 1e-300), label="with warm-up")
-    ax.set(xscale="log", yscale="log", ylim=(1e-6, 1.5), xlabel="update n", ylabel="weight of the initial weights",
+    ax.set(xscale="log", yscale="log", ylim=(1e-6, 1.5), xlabel="update n", ylabel="weight of the init",
            title="what is left of the random init")
     ax.legend(fontsize=8)
     return fig
@@ -146,20 +149,21 @@ def recipe_curves(lr_curves: Mapping[str, tuple], sigma_draws: Mapping[str, torc
     """Three panels of the recipe: the learning rate against the global step
     ({label: (steps, lr)}), the training noise levels drawn ({label: sigmas}, a histogram
     in log sigma) and the loss weight against sigma ({label: (sigmas, weight)})."""
-    fig, axes = new_figure(1, 3, size=(3.3, 2.7))
+    fig, axes = new_figure(1, 3, size=(2.2, 2.6))
     ax = axes[0, 0]
     for label, (steps, lr) in lr_curves.items():
         ax.plot(steps, lr, label=label)
     ax.set(xlabel="global step", ylabel="learning rate", title="learning rate")
+    ax.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
     ax = axes[0, 1]
     bins = np.linspace(np.log10(0.01), np.log10(20), 41)
     for label, s in sigma_draws.items():
         ax.hist(np.log10(s.numpy()), bins=bins, histtype="step", density=True, label=label)
-    ax.set(xlabel="log10 sigma", ylabel="density", title="training noise levels")
+    ax.set(xlabel="log10 σ", ylabel="density", title="training σ")
     ax = axes[0, 2]
     for label, (sig, w) in weights.items():
         ax.plot(sig, w, label=label)
-    ax.set(xscale="log", yscale="log", xlabel="sigma", ylabel="weight of the eps-MSE", title="loss weight")
+    ax.set(xscale="log", yscale="log", xlabel="σ", ylabel="weight of the ε-MSE", title="loss weight")
     for ax in axes.flat:
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=7)
@@ -213,4 +217,30 @@ def recipe_study(study: Mapping) -> Figure:
            ylabel=f"FID-like (n={study['n']})")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
+    return fig
+
+
+def gaussian_denoiser(xt, curves: Mapping[float, Mapping[str, Sequence[float]]],
+                      coordinate: int = 0) -> Figure:
+    """The toy of Gaussian data: against one coordinate of x_t (xt: (M,)), the
+    posterior mean E[x0 | x_t] (left) and the score (right) at each sigma of ``curves``
+    ({sigma: {"x0_exact", "x0_net", "score_exact", "score_net"}: (M,) each}), the
+    closed form as a line and the trained network as dots."""
+    xt = np.asarray(xt, dtype=float)
+    fig, axes = new_figure(1, 2, size=(3.3, 2.7))
+    for k, (sigma, c) in enumerate(curves.items()):
+        color = f"C{k}"
+        for ax, key in zip(axes[0], ("x0", "score")):
+            ax.plot(xt, np.asarray(c[f"{key}_exact"]), color=color, lw=2.5, alpha=0.45,
+                    label=f"σ = {sigma:g}")
+            ax.plot(xt[::3], np.asarray(c[f"{key}_net"])[::3], "o", color=color, ms=2.5)
+    i = coordinate + 1
+    axes[0, 0].set(xlabel=f"x_t (coordinate {i})", ylabel=f"E[x0 | x_t] (coordinate {i})",
+                   title="posterior mean")
+    axes[0, 1].set(xlabel=f"x_t (coordinate {i})", ylabel=f"∇ log p_σ (coordinate {i})",
+                   title="score = −ε̂/σ")
+    for ax in axes.flat:
+        ax.grid(True, alpha=0.3)
+    axes[0, 0].legend(fontsize=8)
+    fig.suptitle("lines: closed form; dots: the trained network", fontsize=9)
     return fig
