@@ -57,16 +57,37 @@ def bf16_supported(device: torch.device | str) -> bool:
     if device.type == "cuda":
         return torch.cuda.is_available() and torch.cuda.get_device_capability(device)[0] >= 8
     if device.type == "cpu":
-        probe = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
         flags = _cpu_flags()
         native = bool({"avx512_bf16", "amx_bf16"} & flags) or "bf16" in flags
-        return native and (bool(probe()) if probe is not None else False)
+        return native and torch.backends.mkldnn.is_available()
     return False
 
 
-def bf16_autocast(device: torch.device | str, enabled: bool = True):
-    """bf16 autocast on ``device``, or a null context when off (``torch.autocast("mps",
-    enabled=False)`` raises on torch < 2.5). The trainer and the sampling helpers use it."""
-    if not enabled:
+def auto_precision(device: torch.device | str) -> str:
+    """What ``TrainConfig(precision="auto")`` trains in on ``device``: "bf16" where it is
+    native (``bf16_supported``); "fp16" with gradient scaling on a GPU without it (a T4,
+    a V100: compute capability below 8.0); else "fp32" (the CPU without bf16, MPS)."""
+    device = torch.device(device)
+    if bf16_supported(device):
+        return "bf16"
+    return "fp16" if device.type == "cuda" else "fp32"
+
+
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def autocast(device: torch.device | str, precision: str = "bf16"):
+    """Autocast to ``precision`` ("bf16", "fp16"; "fp32": off) on ``device``: the one
+    helper the package and the chapters use. Off is a null context, never
+    ``torch.autocast(..., enabled=False)``, which raises on Apple MPS with torch < 2.5."""
+    if precision == "fp32":
         return contextlib.nullcontext()
-    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
+    if precision not in AUTOCAST_DTYPES:
+        raise ValueError(f"precision must be one of 'bf16', 'fp16', 'fp32', got {precision!r}")
+    return torch.autocast(torch.device(device).type, dtype=AUTOCAST_DTYPES[precision])
+
+
+def bf16_autocast(device: torch.device | str, enabled: bool = True):
+    """bf16 autocast on ``device``, or a null context when off (see ``autocast``).
+    The sampling helpers use it."""
+    return autocast(device, "bf16" if enabled else "fp32")

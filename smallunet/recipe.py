@@ -28,7 +28,7 @@ from .denoiser import Scaled
 LR_SCHEDULES = ("constant", "cosine", "linear", "wsd")
 SIGMA_DISTS = ("schedule", "lognormal", "mix")
 LOSS_WEIGHTS = ("none", "min_snr", "edm")
-PRECISIONS = ("auto", "bf16", "fp32")
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 
 
 def _help(text: str, **kw):
@@ -95,7 +95,8 @@ class TrainConfig:
     minutes: float | None = _help("budget in wall-clock minutes, for this invocation", default=None)
     max_steps: int | None = _help("budget in optimizer steps, in total", default=None)
     # --- how it runs
-    precision: str = _help("'auto' (bf16 where it is native), 'bf16' or 'fp32'", default="auto")
+    precision: str = _help("'auto' (bf16 where it is native, fp16 with gradient scaling on a GPU "
+                           "without it, else fp32), 'bf16', 'fp16' or 'fp32'", default="auto")
     channels_last: bool | None = _help("channels_last memory format; None: on CUDA only", default=None)
     compile: bool = _help("torch.compile the model", default=False)
     fast_dropout: bool | None = _help("dropout masks from 15 random bits per element (smallunet.dropout."

@@ -25,7 +25,7 @@ from ._checks import check_tensor
 from .checkpoint import (load_checked, optimizer_from_tensors, optimizer_to_tensors, read_weights,
                          save_atomic, split_prefix, write_weights)
 from .data import random_hflip
-from .device import bf16_autocast as autocast, bf16_supported, default_device  # noqa: F401 (bf16_supported: re-exported)
+from .device import auto_precision, autocast, bf16_supported, default_device  # noqa: F401 (bf16_supported: re-exported)
 from .dropout import use_fast_dropout
 from .recipe import (TrainConfig, build_model, build_schedule, draw_sigmas, loss_weights,  # noqa: F401
                      lr_factor)
@@ -34,6 +34,7 @@ from .unet import Unet
 
 # Fields that may change when a run resumes: budgets, how it runs, and the learning
 # rate's schedule (a warm-up-stable-decay run starts its decay on a later resume).
+DECIDE_EVERY = 10   # steps between two shared stop/save decisions under DDP
 RESUMABLE_CHANGES = ("epochs", "minutes", "max_steps", "precision", "channels_last", "compile", "fast_dropout",
                      "save_every_minutes", "log_every", "lr", "lr_schedule", "warmup_steps",
                      "warmup_start", "lr_total_steps", "decay_start", "decay_steps", "lr_min_ratio")
@@ -152,21 +153,21 @@ class Trainer:
             raise TypeError(f"cfg must be a TrainConfig, got {type(cfg).__name__}")
         self.cfg = cfg
         self.progress = progress
-        # 1. Processes: one per GPU under torchrun, else one.
+        # 1. Processes: one per GPU under torchrun, else one; each on its own GPU
+        #    (LOCAL_RANK), with the backend its device needs (NCCL for CUDA, else gloo).
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = int(os.environ.get("RANK", "0"))
-        if self.world > 1 and not dist.is_initialized():
-            dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
         if cfg.batch_size % self.world:
             raise ValueError(f"batch_size={cfg.batch_size} must be divisible by the number of processes {self.world}")
-        if device is None:
-            device = default_device()
-            if device.type == "cuda" and self.world > 1:
-                device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        self.device = torch.device(device)
+        device = torch.device(default_device() if device is None else device)
+        if device.type == "cuda" and device.index is None and self.world > 1:
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        self.device = device
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"device={str(device)!r}: CUDA is not available on this machine "
                              f"(torch {torch.__version__}); use device='cpu' or leave it None")
+        if self.world > 1 and not dist.is_initialized():
+            dist.init_process_group(backend="nccl" if self.device.type == "cuda" else "gloo")
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
             torch.backends.cuda.matmul.allow_tf32 = True
@@ -203,7 +204,10 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr,
                                            weight_decay=cfg.weight_decay, fused=fused)
         self.sigmas = build_schedule(cfg).sigmas.to(self.device)
-        self.precision = ("bf16" if bf16_supported(self.device) else "fp32") if cfg.precision == "auto" else cfg.precision
+        self.precision = auto_precision(self.device) if cfg.precision == "auto" else cfg.precision
+        # fp16's narrow range needs the loss scaled (and the scale adapted) to keep small
+        # gradients from flushing to zero; bf16 has fp32's range and needs none
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
         self.generator = torch.Generator(device=self.device).manual_seed(cfg.seed * 1000 + self.rank)
         torch.manual_seed(cfg.seed * 1000 + self.rank)   # dropout's random numbers
         self.step, self.history = 0, []
@@ -269,13 +273,14 @@ class Trainer:
         lr = self.learning_rate()
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        with autocast(self.device.type, self.precision == "bf16"):
+        with autocast(self.device.type, self.precision):
             loss = denoiser_loss(self.model, x0, sigma, eps, cond=cond,
                                  weight=loss_weights(self.cfg, sigma),
                                  net=self.forward_model)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
+        self.scaler.scale(loss).backward()   # the plain loss.backward() but in fp16
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
         self.ema.update_parameters(self.model)
         return loss.detach()
 
@@ -285,19 +290,37 @@ class Trainer:
         (step, epoch, loss as a device tensor)."""
         total, start, last_save = self.total_steps(), time.time(), time.time()
         deadline = start + 60 * self.cfg.minutes if self.cfg.minutes is not None else math.inf
-        epoch, order = None, None
-        while (total is None or self.step < total) and time.time() < deadline:
+        epoch, order, done = None, None, 0
+        while total is None or self.step < total:
+            # Time-based decisions (stop, save) by rank 0's clock, shared by every rank, so
+            # that no rank waits in a collective another rank has left; under DDP every
+            # DECIDE_EVERY steps (one tiny broadcast), alone at every step.
+            if self.world == 1 or done % DECIDE_EVERY == 0:
+                stop, save = self._decide(time.time() >= deadline,
+                                          time.time() - last_save > 60 * self.cfg.save_every_minutes)
+                if stop:
+                    break
+                if save and self.checkpoint is not None and done:
+                    self.save_checkpoint(self.checkpoint)
+                    last_save = time.time()
             e, pos = divmod(self.step, self.steps_per_epoch)
             if e != epoch:
                 epoch, order = e, self.epoch_order(e)
             loss = self.train_step(*self.batch(order, pos))
             self.step += 1
+            done += 1
             yield SimpleNamespace(step=self.step, epoch=self.step / self.steps_per_epoch, loss=loss)
-            if self.checkpoint is not None and time.time() - last_save > 60 * self.cfg.save_every_minutes:
-                self.save_checkpoint(self.checkpoint)
-                last_save = time.time()
         if self.checkpoint is not None:
             self.save_checkpoint(self.checkpoint)
+
+    def _decide(self, stop: bool, save: bool) -> tuple[bool, bool]:
+        """(stop, save) as rank 0 decided them, on every rank."""
+        if self.world == 1:
+            return stop, save
+        flags = torch.tensor([stop, save], dtype=torch.uint8,
+                             device=self.device if dist.get_backend() == "nccl" else "cpu")
+        dist.broadcast(flags, src=0)
+        return bool(flags[0]), bool(flags[1])
 
     def run(self) -> list[tuple[int, float]]:
         """Train with a progress bar; returns the loss history [(step, mean loss)], a point at
@@ -346,6 +369,7 @@ class Trainer:
         save_atomic(tensors, path, metadata={
             "config": self.cfg.to_json(), "step": str(self.step), "param_groups": groups,
             "history": json.dumps(self.history), "format": "smallunet-train-checkpoint-1",
+            **({"grad_scaler": json.dumps(self.scaler.state_dict())} if self.scaler.is_enabled() else {}),
             **({"grafted_from": self.grafted_from} if self.grafted_from else {})})
 
     def load_checkpoint(self, path: str | os.PathLike) -> None:
@@ -378,6 +402,8 @@ class Trainer:
         self.generator.set_state(rng["generator"].to(torch.uint8))
         if "cuda" in rng and self.device.type == "cuda":
             torch.cuda.set_rng_state(rng["cuda"], self.device)
+        if self.scaler.is_enabled() and "grad_scaler" in meta:   # fp16: the loss scale it reached
+            self.scaler.load_state_dict(json.loads(meta["grad_scaler"]))
         self.step = int(meta["step"])
         self.history = [tuple(h) for h in json.loads(meta.get("history", "[]"))]
         self.grafted_from = meta.get("grafted_from", self.grafted_from)

@@ -128,7 +128,7 @@ def test_exported_weights_load_as_pretrained(tmp_path):
 @pytest.mark.parametrize("bad, match", [
     (dict(batch_size=0), "batch_size must be >= 1"),
     (dict(lr=-1.0), "lr must be in"),
-    (dict(precision="fp8"), "precision must be one of 'auto', 'bf16', 'fp32', got 'fp8'"),
+    (dict(precision="fp8"), "precision must be one of 'auto', 'bf16', 'fp16', 'fp32', got 'fp8'"),
     (dict(epochs=None, max_steps=None), "give a budget"),
     (dict(ema_decay=1.0), "ema_decay must be in"),
 ])
@@ -198,3 +198,49 @@ def test_trainer_without_data_loads_fashion_mnist_and_its_labels_only_when_condi
     assert tuple(plain.data.shape) == (60000, 1, 28, 28) and plain.labels is None
     cond = Trainer(TrainConfig(**small, num_classes=10), device="cpu", progress=False)
     assert tuple(cond.labels.shape) == (60000,) and int(cond.labels.max()) == 9
+
+
+def test_fp16_trains_with_gradient_scaling_and_resumes_exactly(tmp_path):
+    """precision='fp16': autocast to float16 with a GradScaler (on the CPU here; a T4 on
+    Colab takes the same path); its loss scale is saved and restored on resume."""
+    straight = trainer(max_steps=6, precision="fp16", dropout=0.0)
+    assert straight.scaler.is_enabled()
+    losses = [float(s.loss) for s in straight.steps()]
+    assert all(torch.isfinite(torch.tensor(losses)))
+    first = trainer(tmp_path, max_steps=3, precision="fp16", dropout=0.0)
+    first.run()
+    first.scaler.update(123.0)                      # a scale the resumed run must read back
+    first.save_checkpoint(tmp_path / "ck.safetensors")
+    resumed = trainer(tmp_path, max_steps=6, precision="fp16", dropout=0.0)
+    assert resumed.step == 3 and resumed.scaler.get_scale() == 123.0
+    bf = trainer(max_steps=1, precision="bf16")
+    assert not bf.scaler.is_enabled()               # bf16 has fp32's range: no scaling
+
+
+def test_auto_precision_picks_fp16_on_a_gpu_without_bf16(monkeypatch):
+    """auto: bf16 where it is native (compute capability >= 8.0), fp16 on older GPUs
+    (Colab's T4 is 7.5), fp32 on a CPU without bf16 and on MPS."""
+    from smallunet import device as dev
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    for capability, expected in (((7, 5), "fp16"), ((7, 0), "fp16"), ((8, 0), "bf16"), ((9, 0), "bf16")):
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda d=None, c=capability: c)
+        assert dev.auto_precision("cuda") == expected, capability
+    assert dev.auto_precision("mps") == "fp32"
+    monkeypatch.setattr(dev, "_cpu_flags", lambda: {"avx512f"})          # AVX-512 without BF16
+    assert dev.auto_precision("cpu") == "fp32"
+    monkeypatch.setattr(dev, "_cpu_flags", lambda: {"avx512f", "avx512_bf16"})
+    assert dev.auto_precision("cpu") == ("bf16" if torch.backends.mkldnn.is_available() else "fp32")
+
+
+def test_autocast_helper_is_off_without_calling_torch_autocast(monkeypatch):
+    """fp32 is a null context, never torch.autocast(..., enabled=False), which raises on
+    MPS with torch < 2.5; an unknown precision is refused."""
+    from smallunet.device import autocast
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("torch.autocast called for fp32")
+    monkeypatch.setattr(torch, "autocast", refuse)
+    with autocast("mps", "fp32"):
+        pass
+    with pytest.raises(ValueError, match="precision must be one of 'bf16', 'fp16', 'fp32', got 'fp8'"):
+        autocast("cpu", "fp8")
