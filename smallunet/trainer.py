@@ -53,7 +53,8 @@ def ema_multi_avg_fn(decay: float, warmup: bool):
         w = (1 - d)
         if ema_params and ema_params[0].dtype != torch.float32:
             w = w.to(ema_params[0].dtype)
-        torch._foreach_lerp_(ema_params, params, w)
+        for e, p in zip(ema_params, params):
+            e.lerp_(p, w)                  # e + w (p - e)
     return update
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils.flop_counter import FlopCounterMode
 
 from ..attention import Attention
 
@@ -15,22 +16,27 @@ def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def _sdpa_cpu_flops(query, key, value, *args, out_shape=None, **kwargs) -> int:
-    # FlopCounterMode has no formula for the CPU kernel of scaled_dot_product_attention;
-    # it costs what the GPU kernels cost: two batched matmuls, QK^T and (softmax)V.
-    return sdpa_flop_count(query, key, value)
+class _AttentionCountingMode(FlopCounterMode):
+    """FlopCounterMode that also counts attention on the CPU: FlopCounterMode has no
+    formula for the CPU's fused kernel of ``scaled_dot_product_attention``, so while it
+    counts, attention runs through PyTorch's math backend (``sdpa_kernel``), whose two
+    batched matmuls, QK^T and (softmax)V, it does count: what the GPU kernels cost."""
 
+    def __enter__(self):
+        self._math = sdpa_kernel(SDPBackend.MATH)
+        self._math.__enter__()
+        return super().__enter__()
 
-def _sdpa_cpu_mapping() -> dict:
-    """Looked up when a counter is made, not at import (older torch lacks the op)."""
-    op = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
-    return {op: _sdpa_cpu_flops} if op is not None else {}
+    def __exit__(self, *exc):
+        try:
+            return super().__exit__(*exc)
+        finally:
+            self._math.__exit__(*exc)
 
 
 def flop_counter() -> FlopCounterMode:
     """A silent FlopCounterMode that also counts attention on the CPU."""
-    return FlopCounterMode(display=False, depth=None, custom_mapping=_sdpa_cpu_mapping())
-
+    return _AttentionCountingMode(display=False, depth=None)
 
 
 def dit_cost(in_dim: int = 28, channels: int = 1, patch_size: int = 2, depth: int = 6,
