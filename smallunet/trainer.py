@@ -279,7 +279,8 @@ class Trainer:
                                  weight=loss_weights(self.cfg, sigma),
                                  net=self.forward_model)
         self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()   # the plain loss.backward() but in fp16
+        # the plain loss.backward(), but in fp16
+        self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.ema.update_parameters(self.model)
