@@ -9,7 +9,7 @@ The public API, in the order the book builds it:
     CondSequential, Unet                       (chapter 6)
     ModelMixin, Scaled, PredX0, PredV          the denoiser interface and its wrappers
     Schedule and its subclasses, training_loop, Trainer   (chapter 7)
-    samples                                    (chapter 8)
+    samples, samples_heun                      (chapter 8)
     load_fashion_mnist, load_pretrained, default_device
 """
 from .norm import Normalize
@@ -21,7 +21,7 @@ from .unet import CondSequential, Unet
 from .denoiser import ModelMixin, Scaled, PredX0, PredV, alpha
 from .schedules import (Schedule, ScheduleLogLinear, ScheduleDDPM, ScheduleLDM,
                         ScheduleSigmoid, ScheduleCosine, sigmas_from_betas)
-from .sampling import samples
+from .sampling import samples, samples_heun
 from .training import generate_train_sample, training_loop
 from .recipe import TrainConfig, build_model, build_schedule
 from .trainer import Trainer
@@ -36,6 +36,6 @@ __all__ = [
     "CondEmbedderLabel", "ResnetBlock", "Attention", "AttnBlock", "CondSequential", "Unet",
     "ModelMixin", "Scaled", "PredX0", "PredV", "alpha", "Schedule", "ScheduleLogLinear",
     "ScheduleDDPM", "ScheduleLDM", "ScheduleSigmoid", "ScheduleCosine", "sigmas_from_betas",
-    "samples", "generate_train_sample", "training_loop", "Trainer", "TrainConfig", "build_model", "build_schedule",
+    "samples", "samples_heun", "generate_train_sample", "training_loop", "Trainer", "TrainConfig", "build_model", "build_schedule",
     "default_device", "model_device", "load_fashion_mnist", "load_pretrained",
 ]
