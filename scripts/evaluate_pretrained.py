@@ -117,8 +117,11 @@ def readme_block(info: dict) -> str:
         score = f"{end['fid']:.1f}" + ("" if "10,000" in end.get("protocol", "") else " (older protocol)") if end else ""
         lines.append(f"| {seg['segment']} | {seg['images']:,} | {seg['batch_size']} | {seg['minutes']} | "
                      f"{seg['threads']} | {recipe} | {score} |")
-    lines += ["", f"Sample quality with the project's protocol (`{m['command']}`; {m['n']} samples, "
-                  f"{m['sampler']}, against the classifier features of all 10,000 test images):", "",
+    steps = m["sampler"].split("sample_sigmas(")[1].split(")")[0] if "sample_sigmas(" in m["sampler"] else "?"
+    lines += ["", f"Sample quality with the project's protocol (`{m['command']}`): {m['n']} samples from "
+                  f"{m['sampler']} ({steps} network evaluations), sampling seed {m['seed']}, "
+                  f"{m.get('precision', 'fp32')} sampling, against the classifier features of all 10,000 "
+                  f"test images:", "",
               "| measure | value |", "|---|---|",
               f"| FID-like score | **{m['fid']:.1f}** |",
               f"| floor: {m['n']} training images against the same reference ({m['floor_draws']} draws) | "
@@ -126,6 +129,11 @@ def readme_block(info: dict) -> str:
               f"| ratio to the floor (the goal: at most 2) | {m['ratio_to_floor']:.1f} |",
               f"| KID (unbiased; floor {m['floor_kid_mean']:.2f} ± {m['floor_kid_std']:.2f}) | "
               f"{m['kid']:.2f} ± {m['kid_std']:.2f} |",
+              "", "KID is the unbiased estimate of the squared MMD with the kernel (x·y/128 + 1)³ on the "
+                  "classifier's raw 128-d features, in that kernel's units (not rescaled like Inception KID's "
+                  "×1000): compare it only with KIDs on the same features. Being unbiased it is negative when "
+                  "two sets are as close as sampling noise makes them, as the floor's are; ± is the spread "
+                  "over 10 subsets of the reference.",
               "", "![100 samples of the shipped checkpoint](bench/pretrained_samples.png)", README_END]
     return "\n".join(lines)
 

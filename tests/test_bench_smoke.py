@@ -94,6 +94,7 @@ def test_torch_ema_stand_in_follows_the_warmed_up_rule():
 def test_benchmark_runs_end_to_end(tmp_path):
     pytest.importorskip("smalldiffusion")
     pytest.importorskip("accelerate")
+    pytest.importorskip("torchvision.datasets")    # the baseline's data pipeline (not the CI stub)
     bench = _load_bench()
     out = tmp_path / "b.json"
     assert bench.main(["--batch-size", "4", "--steps", "1", "--warmup", "1", "--repeats", "1",
