@@ -98,25 +98,25 @@ def _fake_two_process_run(monkeypatch, calls, stop_at):
     monkeypatch.setattr(torch.cuda, "set_device", set_device)
 
 
-def test_ddp_backend_follows_the_device_not_the_machine(monkeypatch):
-    """device='cpu' on a machine with CUDA: gloo (NCCL cannot reduce CPU tensors)."""
+def _start_trainer_as_rank_1_of_2(monkeypatch, device, stop_at):
+    """What a Trainer on ``device`` did before the faked process group stopped it."""
     import torch
     from smallunet.trainer import Trainer, TrainConfig
     calls = []
-    _fake_two_process_run(monkeypatch, calls, stop_at="init")
+    _fake_two_process_run(monkeypatch, calls, stop_at=stop_at)
     cfg = TrainConfig(in_dim=8, ch=32, ch_mult=(1,), attn_resolutions=(), N=50, batch_size=8, epochs=None, max_steps=1)
     with pytest.raises(_Stop):
-        Trainer(cfg, data=torch.zeros(16, 1, 8, 8), device="cpu", progress=False)
-    assert calls == [("init", "gloo")]
+        Trainer(cfg, data=torch.zeros(16, 1, 8, 8), device=device, progress=False)
+    return calls
+
+
+def test_ddp_backend_follows_the_device_not_the_machine(monkeypatch):
+    """device='cpu' on a machine with CUDA: gloo (NCCL cannot reduce CPU tensors)."""
+    assert _start_trainer_as_rank_1_of_2(monkeypatch, "cpu", stop_at="init") == [("init", "gloo")]
 
 
 def test_explicit_cuda_device_takes_each_ranks_own_gpu(monkeypatch):
     """device='cuda' under torchrun: rank LOCAL_RANK's GPU (cuda:1 here), not cuda:0 for all."""
     import torch
-    from smallunet.trainer import Trainer, TrainConfig
-    calls = []
-    _fake_two_process_run(monkeypatch, calls, stop_at="set_device")
-    cfg = TrainConfig(in_dim=8, ch=32, ch_mult=(1,), attn_resolutions=(), N=50, batch_size=8, epochs=None, max_steps=1)
-    with pytest.raises(_Stop):
-        Trainer(cfg, data=torch.zeros(16, 1, 8, 8), device="cuda", progress=False)
+    calls = _start_trainer_as_rank_1_of_2(monkeypatch, "cuda", stop_at="set_device")
     assert calls == [("init", "nccl"), ("set_device", torch.device("cuda", 1))]
