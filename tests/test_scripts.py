@@ -71,10 +71,10 @@ def test_readme_quotes_the_manifest():
     from smallunet.pretrained import pretrained_info
     info = pretrained_info()
     readme = (ROOT / "README.md").read_text()
-    m = info.get("metrics")
-    if m and "floor_fid_mean" in m:
-        assert f"{m['fid']:.1f}" in readme, "README must quote the manifest's FID-like score"
-        assert f"{m['floor_fid_mean']:.2f}" in readme, "README must quote the manifest's floor"
+    m = info["metrics"]                    # the shipped checkpoint always carries its score
+    assert m["weights_sha256"] == info["sha256"], "the manifest's metrics are for other weights"
+    assert f"{m['fid']:.1f}" in readme, "README must quote the manifest's FID-like score"
+    assert f"{m['floor_fid_mean']:.2f}" in readme, "README must quote the manifest's floor"
     assert f"{info['images_seen']:,}" in readme, "README must quote the images seen of the shipped checkpoint"
 
 
