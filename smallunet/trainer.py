@@ -32,9 +32,10 @@ from .recipe import (TrainConfig, build_model, build_schedule, draw_sigmas, loss
 from .training import denoiser_loss
 from .unet import Unet
 
+DECIDE_EVERY = 10   # steps between two shared stop/save decisions under DDP
+
 # Fields that may change when a run resumes: budgets, how it runs, and the learning
 # rate's schedule (a warm-up-stable-decay run starts its decay on a later resume).
-DECIDE_EVERY = 10   # steps between two shared stop/save decisions under DDP
 RESUMABLE_CHANGES = ("epochs", "minutes", "max_steps", "precision", "channels_last", "compile", "fast_dropout",
                      "save_every_minutes", "log_every", "lr", "lr_schedule", "warmup_steps",
                      "warmup_start", "lr_total_steps", "decay_start", "decay_steps", "lr_min_ratio")
