@@ -1,8 +1,11 @@
 """Ship a training segment: its EMA weights as the pretrained file, its raw weights to
 continue from, and one more entry in the manifest's history of segments.
 
-    python scripts/export_pretrained.py runs/seg2.safetensors --minutes 110 --threads 1 \\
-        --command "$(cat runs/seg2.sh | tail -n +4)" --machine "2-core CPU, 1 thread"
+    python scripts/export_pretrained.py runs/seg7.safetensors
+
+The segment's wall time, threads, precision, machine and command come from the record the
+trainer keeps in its checkpoint (``smallunet.runrecord``); checkpoints written before it
+kept one need --minutes, --threads and --command (and --machine) given by hand.
 
 Writes (in the layout of ``smallunet.checkpoint.write_weights``, fp16):
   smallunet/weights/NAME.safetensors          ema.*   (what load_pretrained(name=NAME) reads)
@@ -26,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from smallunet.checkpoint import read_weights, sha256_of, write_weights  # noqa: E402
 from smallunet.pretrained import PRETRAINED_NAME, WEIGHTS_DIR  # noqa: E402
+from smallunet.runrecord import RunRecord  # noqa: E402
 
 
 def migrate(old: dict) -> list[dict]:
@@ -78,10 +82,11 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("source", help="training checkpoint (or exported weights) at the end of the segment")
     p.add_argument("--name", default=PRETRAINED_NAME, help="the checkpoint's name (default %(default)s)")
-    p.add_argument("--minutes", type=float, required=True, help="wall-clock minutes of this segment")
-    p.add_argument("--threads", type=int, required=True, help="torch threads of this segment")
-    p.add_argument("--machine", default="this project's 2-core CPU machine")
-    p.add_argument("--command", required=True, help="the command that trained this segment")
+    p.add_argument("--minutes", type=float, default=None,
+                   help="wall-clock minutes of this segment (default: what the trainer recorded)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: as recorded)")
+    p.add_argument("--machine", default=None, help="the machine (default: as recorded)")
+    p.add_argument("--command", default=None, help="the command that trained it (default: as recorded)")
     p.add_argument("--note", default=None, help="replace the manifest's note")
     p.add_argument("--weights-dir", type=Path, default=WEIGHTS_DIR)
     args = p.parse_args(argv)
@@ -104,6 +109,14 @@ def main(argv=None):
         p.error(f"{args.source} is at step {step}, not past the last segment's end ({start})")
     images_before = segments[-1]["images_seen"] if segments else (initialised_from or {}).get("images_seen", 0)
     images = (step - start) * cfg["batch_size"]
+    # the trainer's own record of its legs (wall time, threads, machine, command) since `start`
+    recorded = RunRecord.from_json(meta.get("run_legs")).summary(start) if meta.get("run_legs") else {}
+    how = {k: getattr(args, k) if getattr(args, k) is not None else recorded.get(k)
+           for k in ("minutes", "threads", "machine", "command")}
+    missing = [k for k, v in how.items() if v is None]
+    if missing:
+        p.error(f"{args.source} holds no record of its run (trained before the trainer kept one): "
+                f"give --{' --'.join(missing)}")
     keep = {"config": meta["config"], "step": str(step), "ema_updates": meta.get("ema_updates", "0"),
             "history": meta.get("history", "[]")}
 
@@ -113,7 +126,7 @@ def main(argv=None):
     segments.append(dict(
         segment=len(segments) + 1, start_step=start, end_step=step, batch_size=cfg["batch_size"],
         images=images, images_seen=images_before + images, epochs_seen=round((images_before + images) / 60000, 3),
-        minutes=args.minutes, threads=args.threads, machine=args.machine, command=args.command,
+        **how, **({"precision": recorded["precision"], "legs": recorded["legs"]} if recorded else {}),
         recipe={k: cfg[k] for k in ("lr", "lr_schedule", "warmup_steps", "decay_start", "decay_steps",
                                     "dropout", "sigma_dist", "sigma_mean", "sigma_std", "sigma_mix",
                                     "loss_weight", "min_snr_gamma", "ema_decay") if k in cfg},

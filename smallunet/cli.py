@@ -19,6 +19,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import shlex
+import sys
 import time
 
 import torch
@@ -125,8 +127,8 @@ def main(argv=None) -> None:
     data, labels = load_fashion_mnist("train", root=args.data_root)
     trainer = Trainer(cfg, data=data, labels=labels if cfg.num_classes else None,
                       checkpoint=args.checkpoint, init_weights=args.init_weights,
-                      init_ema=args.init_ema,
-                      progress=not args.no_progress)
+                      init_ema=args.init_ema, progress=not args.no_progress,
+                      command="python -m smallunet " + shlex.join(sys.argv[1:] if argv is None else argv))
     start_step, t0 = trainer.step, time.time()
     trainer.run()
     seconds = time.time() - t0

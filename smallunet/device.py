@@ -3,6 +3,7 @@ whether it computes bf16 natively, and the CPU's name for results files."""
 from __future__ import annotations
 
 import contextlib
+import os
 import platform
 from pathlib import Path
 
@@ -46,6 +47,16 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def machine_name(device: torch.device | str) -> str:
+    """The accelerator (or CPU, with its core count) that ``device`` runs on, for records."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    if device.type == "cpu":
+        return f"{cpu_name()} ({os.cpu_count()} cores)"
+    return device.type
 
 
 def bf16_supported(device: torch.device | str) -> bool:

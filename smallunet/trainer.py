@@ -25,8 +25,9 @@ from ._checks import check_tensor
 from .checkpoint import (load_checked, optimizer_from_tensors, optimizer_to_tensors, read_weights,
                          save_atomic, split_prefix, write_weights)
 from .data import random_hflip
-from .device import auto_precision, autocast, bf16_supported, default_device  # noqa: F401 (bf16_supported: re-exported)
+from .device import auto_precision, autocast, bf16_supported, default_device, machine_name  # noqa: F401 (bf16_supported: re-exported)
 from .dropout import use_fast_dropout
+from .runrecord import RunRecord
 from .recipe import (TrainConfig, build_model, build_schedule, draw_sigmas, loss_weights,  # noqa: F401
                      lr_factor)
 from .training import denoiser_loss
@@ -144,13 +145,15 @@ class Trainer:
             embedding start a conditional recipe through ``graft_unconditional``.
         init_ema: a weights file whose EMA weights (else its model weights) replace
             those of ``init_weights`` (the shipped EMA file beside its raw weights).
+        command: the command line that started this run, kept in the checkpoint's
+            record of its legs (wall time, threads, precision, machine; see runrecord).
     """
 
     def __init__(self, cfg: TrainConfig, data: torch.Tensor | None = None, device=None,
                  labels: torch.Tensor | None = None,
                  checkpoint: str | os.PathLike | None = None,
                  init_weights: str | os.PathLike | None = None, progress: bool = True,
-                 init_ema: str | os.PathLike | None = None):
+                 init_ema: str | os.PathLike | None = None, command: str | None = None):
         if not isinstance(cfg, TrainConfig):
             raise TypeError(f"cfg must be a TrainConfig, got {type(cfg).__name__}")
         self.cfg = cfg
@@ -210,6 +213,7 @@ class Trainer:
         # fp16's narrow range needs the loss scaled (and the scale adapted) to keep small
         # gradients from flushing to zero; bf16 has fp32's range and needs none
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
+        self.record, self.command = RunRecord(), command   # legs of wall time, threads, machine
         self.generator = torch.Generator(device=self.device).manual_seed(cfg.seed * 1000 + self.rank)
         torch.manual_seed(cfg.seed * 1000 + self.rank)   # dropout's random numbers
         self.step, self.history = 0, []
@@ -294,6 +298,8 @@ class Trainer:
         total, start, last_save = self.total_steps(), time.time(), time.time()
         deadline = start + 60 * self.cfg.minutes if self.cfg.minutes is not None else math.inf
         epoch, order, done = None, None, 0
+        self.record.begin(self.step, threads=torch.get_num_threads(), processes=self.world,
+                          precision=self.precision, machine=machine_name(self.device), command=self.command)
         while total is None or self.step < total:
             # Time-based decisions (stop, save) by rank 0's clock, shared by every rank, so
             # that no rank waits in a collective another rank has left; under DDP every
@@ -313,6 +319,7 @@ class Trainer:
             self.step += 1
             done += 1
             yield SimpleNamespace(step=self.step, epoch=self.step / self.steps_per_epoch, loss=loss)
+        self.record.end(self.step)
         if self.checkpoint is not None:
             self.save_checkpoint(self.checkpoint)
 
@@ -363,6 +370,7 @@ class Trainer:
             rng_states = gathered
         if self.rank != 0:
             return
+        self.record.snapshot(self.step)
         tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
         tensors.update({f"ema.{k}": v for k, v in self.ema.state_dict().items()})
         optim, groups = optimizer_to_tensors(self.optimizer)
@@ -372,6 +380,7 @@ class Trainer:
         save_atomic(tensors, path, metadata={
             "config": self.cfg.to_json(), "step": str(self.step), "param_groups": groups,
             "history": json.dumps(self.history), "format": "smallunet-train-checkpoint-1",
+            "run_legs": self.record.to_json(),
             **({"grad_scaler": json.dumps(self.scaler.state_dict())} if self.scaler.is_enabled() else {}),
             **({"grafted_from": self.grafted_from} if self.grafted_from else {})})
 
@@ -409,6 +418,7 @@ class Trainer:
             self.scaler.load_state_dict(json.loads(meta["grad_scaler"]))
         self.step = int(meta["step"])
         self.history = [tuple(h) for h in json.loads(meta.get("history", "[]"))]
+        self.record = RunRecord.from_json(meta.get("run_legs"))
         self.grafted_from = meta.get("grafted_from", self.grafted_from)
 
     def load_weights(self, path: str | os.PathLike) -> None:
@@ -452,7 +462,8 @@ class Trainer:
                        extra_metadata: dict[str, str] | None = None) -> None:
         """Weights only (no optimizer), for git and for load_pretrained: ema.* (and model.*)."""
         meta = {"config": self.cfg.to_json(), "step": str(self.step),
-                "ema_updates": str(int(self.ema.n_averaged)), "history": json.dumps(self.history)}
+                "ema_updates": str(int(self.ema.n_averaged)), "history": json.dumps(self.history),
+                "run_legs": self.record.to_json()}
         if self.grafted_from:
             meta["grafted_from"] = self.grafted_from
         meta.update(extra_metadata or {})

@@ -1,4 +1,5 @@
 """The scripts that write results: a tiny run of each, and their refusals."""
+import dataclasses
 import json
 import subprocess
 import sys
@@ -8,6 +9,7 @@ import pytest
 import torch
 
 from smallunet.checkpoint import read_weights, sha256_of
+from smallunet.device import auto_precision
 from smallunet.recipe import TrainConfig
 from smallunet.trainer import Trainer
 
@@ -48,6 +50,29 @@ def test_export_appends_segments_and_ships_both_kinds(tmp_path):
     assert all(v.dtype == torch.float16 for v in {**ema, **raw2}.values())
     out = run(*args)                                          # nothing new: refused
     assert out.returncode == 2 and "not past the last segment's end (5)" in out.stderr
+
+
+def test_export_takes_the_segment_s_time_threads_and_command_from_the_trainer_s_record(tmp_path):
+    ck = tmp_path / "ck.safetensors"
+    cfg = TrainConfig(in_dim=8, ch=32, ch_mult=(1, 2), attn_resolutions=(4,), N=20, batch_size=4,
+                      epochs=None, max_steps=3)
+    data = torch.rand(16, 1, 8, 8) * 2 - 1
+    Trainer(cfg, data=data, device="cpu", checkpoint=ck, progress=False, command="leg one").run()
+    cfg = dataclasses.replace(cfg, max_steps=5)                      # resumed: a second leg
+    Trainer(cfg, data=data, device="cpu", checkpoint=ck, progress=False, command="leg two").run()
+    out = run(ROOT / "scripts" / "export_pretrained.py", ck, "--name", "tiny", "--weights-dir", tmp_path)
+    assert out.returncode == 0, out.stderr
+    seg = json.loads((tmp_path / "tiny.json").read_text())["segments"][0]
+    assert seg["command"] == ["leg one", "leg two"] and seg["legs"] == 2
+    assert seg["threads"] == torch.get_num_threads() and seg["precision"] == auto_precision("cpu")
+    assert seg["minutes"] >= 0 and "cores" in seg["machine"]
+    ck_old = tmp_path / "old.safetensors"                            # no record: the flags are needed
+    tiny_checkpoint(ck_old, 2)
+    from smallunet.checkpoint import load_checked, save_atomic
+    tensors, meta = load_checked(ck_old)
+    save_atomic(tensors, ck_old, {k: v for k, v in meta.items() if k != "run_legs"})
+    out = run(ROOT / "scripts" / "export_pretrained.py", ck_old, "--name", "old", "--weights-dir", tmp_path)
+    assert out.returncode == 2 and "give --minutes --threads --machine --command" in out.stderr
 
 
 def test_evaluate_prints_the_protocol_and_refuses_to_record_other_weights(tmp_path):
