@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 from ._checks import check_float, check_image, check_int
 from .classifier import CLASSIFIER_SHA256, FashionClassifier, load_classifier
 from .device import bf16_autocast, model_device
-from .sampling import samples
+from .sampling import samples, samples_heun
 
 PROTOCOL = dict(n=1000, seed=0, steps=20, gam=1.6, mu=0.0, floor_draws=5,
                 sigma_min=0.01, sigma_max=20.0, N=800)
@@ -259,11 +259,14 @@ precision_context = bf16_autocast      # (device, bf16): the name the chapters k
 @torch.no_grad()
 def generate(model: nn.Module, sigmas: torch.Tensor, n: int, gam: float, mu: float, *,
              batch: int = 256, seed: int = 0, bf16: bool = False, progress: bool = False,
-             cond: torch.Tensor | None = None, cfg_scale: float = 0.0) -> torch.Tensor:
+             cond: torch.Tensor | None = None, cfg_scale: float = 0.0, heun: bool = False) -> torch.Tensor:
     """``n`` samples (n, C, H, W) on the CPU, in batches of ``batch``; the starting
     noise of sample k depends only on (seed, batch, k), so samplers compared with the
-    same seed start from the same noise. ``cond``: (n,) labels for a conditional model."""
+    same seed start from the same noise. ``cond``: (n,) labels for a conditional model.
+    ``heun``: sample with ``samples_heun`` (deterministic: gam must be 1 and mu 0)."""
     check_int("n", n, minimum=1)
+    if heun and (gam, mu) != (1.0, 0.0):
+        raise ValueError(f"heun=True samples deterministically: it needs gam=1 and mu=0, got gam={gam}, mu={mu}")
     check_int("batch", batch, minimum=1)
     check_int("seed", seed, minimum=0)
     if cond is not None and (not isinstance(cond, torch.Tensor) or cond.shape != (n,)):
@@ -278,7 +281,10 @@ def generate(model: nn.Module, sigmas: torch.Tensor, n: int, gam: float, mu: flo
         m = min(batch, n - start)
         kw = {} if cond is None else dict(cond=cond[start:start + m].to(device), cfg_scale=cfg_scale)
         with precision_context(device, bf16):
-            *_, x0 = samples(model, sigmas, gam=gam, mu=mu, batchsize=m, generator=g, **kw)
+            if heun:
+                *_, x0 = samples_heun(model, sigmas, batchsize=m, generator=g, **kw)
+            else:
+                *_, x0 = samples(model, sigmas, gam=gam, mu=mu, batchsize=m, generator=g, **kw)
         out.append(x0.float().cpu())
     return torch.cat(out)
 
