@@ -251,3 +251,24 @@ def test_usage_lines_from_the_seed():
     *xt, x0 = samples(model, schedule.sample_sigmas(20), gam=1.6, batchsize=2)
     assert len(xt) == 19
     assert x0.shape == (2, 1, 28, 28) and torch.isfinite(x0).all()
+
+
+@pytest.mark.parametrize("name", ["samples", "samples_heun"])
+def test_the_loop_is_in_the_samplers_own_body_and_fits_the_page(name):
+    """Issue 23: a reader who opens a sampler (chapter 8 prints both) sees its loop in
+    the function's own body, the argument checks one call away, in at most 35 lines
+    besides the docstring, each line at most 76 characters (the book's column)."""
+    import ast
+    import inspect
+
+    import smallunet.sampling as sampling
+    src = inspect.getsource(getattr(sampling, name))
+    fn = ast.parse(src).body[0]
+    doc = fn.body[0]
+    assert isinstance(doc, ast.Expr) and isinstance(doc.value, ast.Constant)
+    lines = src.splitlines()
+    assert len(lines) - (doc.end_lineno - doc.lineno + 1) <= 35, len(lines)
+    assert max(map(len, lines)) <= 76, max(lines, key=len)
+    assert "= _check_sampling(" in src and "for " in src and "pairwise(sigmas)" in src
+    loops = [n for n in ast.walk(fn) if isinstance(n, ast.For)]
+    assert loops and any(isinstance(n, ast.Yield) for loop in loops for n in ast.walk(loop))
