@@ -2,7 +2,7 @@
 looks, in each AttnBlock and at each noise level; a slider over precomputed query
 pixels for the static book, and a widget (with a running kernel) to pick any pixel.
 
-Attention maps come from ``smallunet.book.inspect.attention_maps``: a dict from the
+Attention maps come from ``smallunet.book.anatomy.attention_maps``: a dict from the
 block's name to weights (B, heads, N, N) over a square grid of N = R * R tokens.
 Query pixels are given in the coordinates of the input image (row, col); a block at
 R x R sees pixel (row, col) as token (row * R // size, col * R // size).
@@ -103,7 +103,7 @@ def plot_attention_queries(clean: torch.Tensor, maps: torch.Tensor, sigmas: Sequ
 def uniform_spread(side: int, size: int = 28) -> dict[str, float]:
     """What attending evenly to all side x side tokens gives: the mean distance in
     pixels of the ``size`` x ``size`` input, and 100 % of the tokens."""
-    from ..inspect import attention_spread
+    from ..anatomy import attention_spread
     uniform = torch.full((1, 1, side * side, side * side), 1.0 / side ** 2)
     return dict(distance=float(attention_spread(uniform)["distance"].mean()) * size / side, tokens=100.0)
 

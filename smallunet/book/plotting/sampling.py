@@ -1,7 +1,7 @@
 """Figures for the chapter Sampling: a denoising trajectory with the predicted x0
 at every step, rows of samples per sampler, and FID against the number of steps.
 The numbers behind them (``generate``, ``fid_vs_steps``) live in
-``smallunet.evaluation``, which ``scripts/fid_table.py`` also uses.
+``smallunet.protocol``, which ``scripts/fid_table.py`` also uses.
 
 Every plotting function returns a matplotlib Figure and never calls ``plt.show()``;
 the ``*_frames`` functions return kernel-free interactive figures (IPython HTML, see
@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from ...device import model_device
-from ...evaluation import SAMPLERS, fid_vs_steps, generate, precision_context  # noqa: F401 (re-exported for the chapters)
+from ...protocol import SAMPLERS, fid_vs_steps, generate, precision_context  # noqa: F401 (re-exported for the chapters)
 from ...sampling import samples
 from .common import new_figure, show_image
 

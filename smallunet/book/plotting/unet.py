@@ -51,7 +51,7 @@ def short_name(module: str) -> str:
 
 
 def plot_skip_stack(trace) -> Figure:
-    """The skip stack over one forward pass, from ``smallunet.book.inspect.skip_trace``.
+    """The skip stack over one forward pass, from ``smallunet.book.anatomy.skip_trace``.
 
     x is time (the order of the events), y the slot of the stack. Each tensor pushed
     is a bar in its slot from the push (left, with the module that made it) to the pop
