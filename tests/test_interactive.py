@@ -11,7 +11,9 @@ pytest.importorskip("IPython")
 from PIL import Image  # noqa: E402
 
 from smallunet.book.plotting.common import checkpoint_label, figure  # noqa: E402
-from smallunet.book.plotting.interactive import animate, frame_count, image_frames  # noqa: E402
+from smallunet.book.plotting.interactive import animate, frame_count, frame_labels, image_frames  # noqa: E402
+
+STEP_BUTTONS = ["First frame", "Previous frame", "Next frame", "Last frame"]
 
 
 def frames_of(html: str) -> list[Image.Image]:
@@ -32,9 +34,16 @@ def test_image_frames_embeds_one_png_per_frame_offline_and_small():
     assert len(set(base64.b64encode(p.tobytes()) for p in pngs)) == 7     # every frame differs
     assert len(html.encode()) < 400_000
     assert "https://" not in html and "http://" not in html and "fa fa-" not in html
-    assert re.search(r"anim\w+\.set_frame\(4\);", html)                  # opens on the default frame
+    assert re.search(r'<input type="range" min="0" max="6" step="1" value="4"', html)   # opens on frame 4
     assert 'data-frames="7"' in html
     assert "made by &lt;the model&gt;" in html                          # caption, escaped
+    # a discrete sweep: step buttons and the slider, no play, loop or speed control
+    assert re.findall(r'<button[^>]*aria-label="([^"]+)"', html) == STEP_BUTTONS
+    assert 'type="radio"' not in html and "play_animation" not in html and "interval" not in html
+    # the frame's value beside the slider: the default's in the page, each frame's in the script
+    assert frame_labels(html) == [f"step {i}" for i in range(7)]
+    assert re.search(r'<output class="anim-value"[^>]*>step 4 \u00b7 5 of 7</output>', html)
+    assert 'aria-valuetext="step 4"' in html and 'alt="step 4"' in html
 
 
 def test_animate_calls_update_per_frame_and_draws_the_label():
@@ -89,8 +98,10 @@ def test_conditioning_figures():
     g = torch.Generator().manual_seed(0)
     by_scale = {s: torch.rand(20, 1, 28, 28, generator=g) * 2 - 1 for s in (0.0, 1.0, 3.0)}
     html = cp.guidance_frames(by_scale, labels, 2, default=2, caption="made by a test").data
-    assert frame_count(html) == 3 and re.search(r"anim\w+\.set_frame\(2\);", html)
+    assert frame_count(html) == 3 and 'value="2"' in html
     assert len(frames_of(html)) == 3
+    assert frame_labels(html) == ["guidance scale s = 0", "guidance scale s = 1", "guidance scale s = 3"]
+    assert int(re.search(r'data-panel-px="(\d+)"', html).group(1)) >= 56     # samples large enough to see
     fig = cp.plot_class_grid(by_scale[0.0], labels, 2)
     assert len(fig.axes) == 20 and fig.axes[0].get_ylabel() == "T-shirt/top"
     res = [dict(cfg_scale=s, accuracy=a, min_class_accuracy=a - 0.1, fid=f, fid_class_mean=f + 5)
@@ -102,3 +113,71 @@ def test_conditioning_figures():
     assert [ax.get_title() for ax in fig.axes[4:]] == ["0.10", "0.20", "0.30", "0.40"]
     fig = cp.plot_embedding_similarity(torch.randn(11, 8, generator=g), [str(i) for i in range(11)])
     assert fig.axes[0].images[0].get_array().shape == (11, 11)
+
+
+def test_every_frame_has_one_layout():
+    """The axes do not move between frames, even when a frame's tick labels are wider."""
+    fig = figure(3, 2)
+    ax = fig.subplots()
+    line, = ax.plot([0, 1], [0, 1], color="white")
+    tops = [1, 100_000]
+
+    def update(i):
+        ax.set_ylim(0, tops[i])           # "100000" on the y axis needs more room than "1"
+
+    html = animate(fig, update, ["narrow ticks", "wide ticks"], dpi=50).data
+    lefts = []
+    for png in frames_of(html):
+        dark = np.asarray(png.convert("L")) < 200
+        lefts.append(int(np.argmax(dark.sum(0))))             # the left spine: the longest dark column
+    assert lefts[0] == lefts[1] > 0
+
+
+def test_text_cut_off_at_the_edge_is_refused():
+    fig = figure(1, 1)
+    ax = fig.subplots()
+    ax.plot([0, 1])
+    with pytest.raises(ValueError, match="text cut off at the figure's edge"):
+        animate(fig, lambda i: None, ["a label far too long to fit above a figure one inch wide", "b"], dpi=40)
+
+
+def test_labels_are_escaped_in_the_page_and_the_script():
+    rng = np.random.default_rng(2)
+    frames = [[[rng.uniform(-1, 1, (8, 8))]] for _ in range(2)]
+    html = image_frames(frames, ["a < b", "</script>"], dpi=30, panel=2.0).data
+    assert "a &lt; b" in html and "</script>\"" not in html and frame_labels(html) == ["a < b", "</script>"]
+
+
+def test_peak_order_sorts_the_embedding_by_the_sigma_of_its_peak():
+    import math
+    import torch
+    from smallunet.book.plotting.embedding import peak_order
+    centres = torch.tensor([5.0, 0.01, 0.3, 20.0, 1.0])
+
+    def embedder(batches, sigma):           # number j is largest at sigma = centres[j]
+        return -(sigma.log()[:, None] - centres.log()[None, :]) ** 2
+
+    order, peak = peak_order(embedder)
+    assert order.tolist() == [1, 2, 4, 0, 3]
+    np.testing.assert_allclose(peak, centres.numpy(), rtol=0.05)
+    assert math.isclose(peak[1], 0.01, rel_tol=1e-5) and math.isclose(peak[3], 20.0, rel_tol=1e-5)
+
+
+def test_trajectory_frames_last_frame_has_no_empty_panel(monkeypatch):
+    import torch
+    from smallunet.book.plotting import interactive, sampling
+    seen = {}
+
+    def capture(frames, labels, **kwargs):
+        seen.update(frames=frames, labels=labels)
+        return "html"
+
+    monkeypatch.setattr(interactive, "image_frames", capture)
+    g = torch.Generator().manual_seed(0)
+    xts = [torch.rand(3, 1, 8, 8, generator=g) for _ in range(4)]
+    x0_hats = [torch.rand(3, 1, 8, 8, generator=g) for _ in range(3)]
+    sampling.trajectory_frames(xts, x0_hats, torch.tensor([2.0, 1.0, 0.5, 0.01]))
+    assert len(seen["frames"]) == 4 and len(seen["labels"]) == 4
+    assert all(im is not None for frame in seen["frames"] for row in frame for im in row)
+    torch.testing.assert_close(seen["frames"][-1][0][0], xts[-1][0])         # the final samples on top
+    assert seen["labels"][-1].startswith("after step 3: the final samples")

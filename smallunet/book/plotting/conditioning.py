@@ -106,16 +106,17 @@ def plot_embedding_similarity(emb: torch.Tensor, names: Sequence[str]) -> Figure
 
 
 def guidance_frames(images_by_scale: Mapping[float, torch.Tensor], labels: torch.Tensor, per_class: int,
-                    default: int = 0, **kwargs):
-    """A slider over the guidance scale: each frame one row per class, ``per_class``
-    samples of it, the same starting noise in every frame (``images_by_scale``:
-    {scale: (N, 1, H, W)} with the classes of ``labels``)."""
+                    default: int = 0, panel: float = 0.83, **kwargs):
+    """A slider over the guidance scale: each frame one column per class, ``per_class``
+    samples of it down the column, the same starting noise in every frame
+    (``images_by_scale``: {scale: (N, 1, H, W)} with the classes of ``labels``). At the
+    default 80 dpi a ``panel`` of 0.83 in draws each sample at 56 px or more."""
     scales = list(images_by_scale)
     classes = sorted(set(labels.tolist()))
     frames = []
     for s in scales:
         x = images_by_scale[s].clamp(-1, 1)
-        frames.append([[x[labels == c][k] for k in range(per_class)] for c in classes])
-    return image_frames(frames, [f"guidance scale s = {s:g}" for s in scales],
-                        row_labels=[CLASS_NAMES[c] for c in classes], vlims=[(-1, 1)] * len(classes),
-                        panel=0.62, horizontal_labels=True, default=default, **kwargs)
+        frames.append([[x[labels == c][k] for c in classes] for k in range(per_class)])
+    names = [CLASS_NAMES[c].replace("/", "/\n").replace(" ", "\n") for c in classes]
+    return image_frames(frames, [f"guidance scale s = {s:g}" for s in scales], col_titles=names,
+                        vlims=[(-1, 1)] * per_class, panel=panel, default=default, **kwargs)

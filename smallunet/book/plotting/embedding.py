@@ -14,7 +14,7 @@ from ...denoiser import alpha
 from .common import figure, show_image
 
 __all__ = ["plot_sigma_scales", "plot_sincos", "plot_sincos_arcs", "plot_embedding",
-           "sigma_embedding_frames"]
+           "peak_order", "sigma_embedding_frames"]
 
 SIGMA_MIN, SIGMA_MAX = 0.01, 20.0
 _NORM = colors.LogNorm(SIGMA_MIN, SIGMA_MAX)
@@ -149,20 +149,39 @@ def _embedding_square(vec: np.ndarray) -> np.ndarray:
 
 
 @torch.no_grad()
+def peak_order(embedder, n_grid: int = 200) -> tuple[np.ndarray, np.ndarray]:
+    """The embedding's numbers ordered by the noise level at which each is largest.
+
+    ``embedder(B, sigma)`` is evaluated on ``n_grid`` levels spaced evenly in log sigma over
+    [0.01, 20]; number j peaks at the level where it is largest. Returns (order, peak):
+    ``order`` lists the numbers by their peak level, the lowest first, numbers that peak at
+    the same level by their peak value, the largest first; ``peak[j]`` is number j's level."""
+    grid = torch.exp(torch.linspace(math.log(SIGMA_MIN), math.log(SIGMA_MAX), n_grid))
+    emb = _numpy(embedder(n_grid, grid))                          # (n_grid, D)
+    where = emb.argmax(0)                                          # (D,)
+    order = np.lexsort((-emb.max(0), where))                       # by level, then by height
+    return order, _numpy(grid)[where]
+
+
+@torch.no_grad()
 def sigma_embedding_frames(x0: torch.Tensor, embedder, sigmas: Sequence[float], *, default: int = 0,
                            scaling_factor: float = 0.5, seed: int = 0, caption: str | None = None):
     """A slider over ``sigmas`` (no kernel needed): the network input at that sigma, its
     point on the [sin, cos] arc, and the embedding from ``embedder`` as a square of pixels.
-    The embedding's colour scale is shared by all frames (99th percentile of |value|).
-    Returns IPython HTML."""
+    The square has one layout in every frame: its numbers are read row by row in the order
+    of ``peak_order`` (by the sigma at which each is largest over [0.01, 20]), and the ticks
+    on its left mark where that sigma passes 0.1, 1 and 10. The embedding's colour scale is
+    shared by all frames (99th percentile of |value|). Returns IPython HTML."""
     from .interactive import animate
 
     eps = torch.randn(x0.shape, generator=torch.Generator().manual_seed(seed))
     sig = torch.tensor(list(sigmas), dtype=torch.float32)
-    emb = _numpy(embedder(len(sig), sig))                             # (S, temb_ch)
+    order, peak = peak_order(embedder)
+    emb = _numpy(embedder(len(sig), sig))[:, order]                   # (S, temb_ch), in peak order
     point = _numpy(get_sigma_embeds(len(sig), sig, scaling_factor))   # (S, 2)
     lim = float(np.percentile(np.abs(emb), 99))                       # a few larger ones saturate
-    fig = figure(6.6, 2.6)
+    side = math.isqrt(emb.shape[1])
+    fig = figure(6.6, 2.7)
     ax_img, ax_arc, ax_emb = fig.subplots(1, 3)
     show_image(ax_img, _noisy(x0, sigmas[default], eps), title="network input", vmin=-1.5, vmax=1.5)
     grid = torch.exp(torch.linspace(math.log(SIGMA_MIN), math.log(SIGMA_MAX), 100))
@@ -170,8 +189,10 @@ def sigma_embedding_frames(x0: torch.Tensor, embedder, sigmas: Sequence[float], 
     dot, = ax_arc.plot([], [], "o", color="red", ms=9, zorder=4)
     square = ax_emb.imshow(_embedding_square(emb[default]), cmap="RdBu_r", vmin=-lim, vmax=lim)
     ax_emb.set_xticks([])
-    ax_emb.set_yticks([])
-    ax_emb.set_title(f"embedding, {emb.shape[1]} numbers", fontsize=10)
+    rows = [(int(np.searchsorted(peak[order], level)) // side, f"{level:g}") for level in (0.1, 1, 10)]
+    ax_emb.set_yticks([r for r, _ in rows], [t for _, t in rows], fontsize=8)
+    ax_emb.set_ylabel("peaks at σ ≈", fontsize=8, labelpad=1)
+    ax_emb.set_title(f"embedding: {emb.shape[1]} numbers,\nby the σ where each peaks", fontsize=9)
     fig.colorbar(square, ax=ax_emb, shrink=0.8)
 
     def update(i):

@@ -2,78 +2,96 @@
 
 Most readers read the book as static HTML, where an ipywidgets control is blank
 (offline) or frozen (its Python callback cannot run). Here a figure is drawn once per
-frame (one sigma, one sampling step, one query pixel) and matplotlib's
-``FuncAnimation(...).to_jshtml()`` embeds the frames as PNG images behind a slider and
-play buttons that run in the browser alone: no kernel, no network.
+frame (one sigma, one sampling step, one query pixel) and the frames are embedded as
+PNG images behind a slider and step buttons that run in the browser alone: no kernel,
+no network, no script from elsewhere.
 
     html = animate(fig, update, labels, default=3)        # any figure: update(i) redraws frame i
     html = image_frames(frames, labels, row_labels=...)   # a grid of images, one grid per frame
 
 Both return ``IPython.display.HTML``; make it the value of a notebook cell. The frames
+are a discrete sweep, so there is no play button: the reader steps through them (the
+buttons, the slider, or the arrow keys on the slider) and the frame's label (which sigma,
+which step) is drawn above the figure and written beside the slider, where it changes
+with it. Every frame has one layout (the axes do not move between frames). The frames
 are base64 PNGs inside the page, so keep them few and small (small figures, low dpi):
 a figure over ``max_bytes`` is refused, so that no built page grows past a few MB.
 """
 from __future__ import annotations
 
 import base64
+import hashlib
 import html as html_lib
 import io
+import itertools
+import json
 import re
 from typing import Callable, Sequence
 
-import matplotlib as mpl
 import numpy as np
-from matplotlib.animation import FuncAnimation
 from matplotlib.figure import Figure
 
 from .common import new_figure, show_image, to_numpy_image
 
-__all__ = ["animate", "image_frames", "frame_count", "MAX_BYTES"]
+__all__ = ["animate", "image_frames", "frame_count", "frame_labels", "MAX_BYTES"]
 
 MAX_BYTES = 1_500_000           # default budget of one figure's HTML (frames included)
-_NEW_ANIMATION = re.compile(r"(anim(\w+) = new Animation\([^;]*\);)")
-_CDN_LINK = re.compile(r"<link[^>]*font-awesome[^>]*>\s*")
-# to_jshtml draws its buttons with Font Awesome icons from a CDN: plain characters
-# instead, so that the controls show offline (each button keeps its title and aria-label)
-_ICONS = {"fa-minus": "\u2212", "fa-fast-backward": "\u21e4", "fa-step-backward": "\u2039",
-          "fa-play fa-flip-horizontal": "\u25c0", "fa-pause": "\u2759\u2759", "fa-play": "\u25b6",
-          "fa-step-forward": "\u203a", "fa-fast-forward": "\u21e5", "fa-plus": "+"}
+_FRAME = re.compile(r'frames\[\d+\] = "data:image/png;base64,([A-Za-z0-9+/=]+)"')
+_LABELS = re.compile(r"var labels = (\[.*?\]);\n")
+_ids = itertools.count()
+# the step buttons, left and right of the slider: (name in the script, label, character)
+_BUTTONS = (("first", "First frame", "\u21e4"), ("previous", "Previous frame", "\u2039"),
+            ("next", "Next frame", "\u203a"), ("last", "Last frame", "\u21e5"))
+_STYLE = """<style>
+.smallunet-frames .anim-controls { display: flex; align-items: center; gap: 4px; flex-wrap: wrap;
+  justify-content: center; margin: 4px 0; }
+.smallunet-frames .anim-controls button { min-width: 2em; padding: 0 4px; line-height: 1.6; }
+.smallunet-frames .anim-controls input[type=range] { flex: 1 1 200px; max-width: 360px; }
+.smallunet-frames output.anim-value { display: block; font-weight: 600; text-align: center;
+  font-size: 0.9em; min-height: 1.4em; }
+</style>
+"""
 
 
-_FRAME = re.compile(r'(frames\[\d+\] = "data:image/png;base64,)((?:[A-Za-z0-9+/=]|\\\n)+)"')
-
-
-def _palette_png(match: re.Match) -> str:
-    """One embedded frame re-encoded as an 8-bit palette PNG: about half the bytes of
-    matplotlib's RGBA PNG, with no visible change for these figures."""
+def _png(fig: Figure, dpi: float) -> bytes:
+    """The figure as an 8-bit palette PNG: about half the bytes of matplotlib's RGBA PNG,
+    with no visible change for these figures."""
     from PIL import Image
 
-    image = Image.open(io.BytesIO(base64.b64decode(match.group(2).replace("\\\n", ""))))
     buf = io.BytesIO()
-    image.convert("RGB").quantize(256).save(buf, format="PNG", optimize=True)
-    return f'{match.group(1)}{base64.b64encode(buf.getvalue()).decode("ascii")}"'
+    fig.savefig(buf, format="png", dpi=dpi)
+    image = Image.open(io.BytesIO(buf.getvalue()))
+    out = io.BytesIO()
+    image.convert("RGB").quantize(256).save(out, format="PNG", optimize=True)
+    return out.getvalue()
 
 
 def frame_count(html: str) -> int:
-    """How many frames a ``to_jshtml`` figure embeds."""
-    return len(re.findall(r'frames\[\d+\] = "data:image/', html))
+    """How many frames an interactive figure embeds."""
+    return len(_FRAME.findall(html))
+
+
+def frame_labels(html: str) -> list[str]:
+    """The label of every frame of an interactive figure, in order."""
+    found = _LABELS.search(html)
+    return json.loads(found.group(1)) if found else []
 
 
 def animate(fig: Figure, update: Callable[[int], None], labels: Sequence[str], *,
             default: int = 0, title: str | None = None, caption: str | None = None,
-            dpi: float = 80, fps: float = 2, max_bytes: int = MAX_BYTES):
+            dpi: float = 80, max_bytes: int = MAX_BYTES):
     """A kernel-free interactive figure: one PNG frame per label, a slider over them.
 
     Args:
         fig: the figure, with every artist already created (``figure``/``new_figure``).
         update: ``update(i)`` changes the artists to frame i (``set_data`` and the like);
             keep colour limits fixed so that frames compare.
-        labels: one string per frame, drawn above the figure (which sigma, step, pixel).
+        labels: one string per frame (which sigma, step, pixel): drawn above the figure
+            in the frame, and written beside the slider when that frame is shown.
         default: the frame shown when the page opens.
         title: a fixed first line above the frame's label.
         caption: text below the figure (HTML-escaped), e.g. which model made it.
         dpi: resolution of the frames (80 keeps them small).
-        fps: frames per second when played.
         max_bytes: refuse (ValueError) a figure whose HTML is larger.
     Returns ``IPython.display.HTML``."""
     from IPython.display import HTML
@@ -84,50 +102,128 @@ def animate(fig: Figure, update: Callable[[int], None], labels: Sequence[str], *
         raise ValueError(f"an interactive figure needs at least 2 frames, got {n} labels")
     if not 0 <= default < n:
         raise ValueError(f"default must be a frame index in [0, {n}), got {default}")
-    if dpi <= 0 or fps <= 0:
-        raise ValueError(f"dpi and fps must be positive, got dpi={dpi}, fps={fps}")
+    if dpi <= 0:
+        raise ValueError(f"dpi must be positive, got dpi={dpi}")
     head = fig.suptitle("", fontsize=10)
 
-    def draw(i: int):
-        update(i)
-        head.set_text(labels[i] if title is None else f"{title}\n{labels[i]}")
-        return []
+    def heading(i: int) -> str:
+        return labels[i] if title is None else f"{title}\n{labels[i]}"
 
+    # one layout for every frame: lay the figure out for each frame and keep the layout
+    # that leaves the axes least room (the one made for the widest labels), so that what
+    # any frame draws fits it; the frames are then drawn with that layout, unchanged
     fig.set_dpi(dpi)
-    anim = FuncAnimation(fig, draw, frames=n, interval=1000 / fps, repeat=False,
-                         cache_frame_data=False)
-    # matplotlib silently drops frames past animation.embed_limit: lift it, check below
-    with mpl.rc_context({"animation.embed_limit": 1000.0, "savefig.dpi": dpi}):
-        out = anim.to_jshtml(default_mode="once")
-    out = _FRAME.sub(_palette_png, out)
-    if frame_count(out) != n:
-        raise RuntimeError(f"expected {n} frames in the HTML, found {frame_count(out)}")
-    out = _CDN_LINK.sub("", out)
-    for icon, char in _ICONS.items():
-        out = out.replace(f'<i class="fa {icon}"></i>', char)
-    if "fa fa-" in out or "https://" in out:
-        raise RuntimeError("unexpected to_jshtml output: an icon or a network link is left")
-    # the <img> shows the default frame before (or without) JavaScript
-    first = re.search(rf'frames\[{default}\] = "(data:image/png;base64,[A-Za-z0-9+/=]+)"', out).group(1)
-    alt = html_lib.escape(labels[default], quote=True)
-    out, found = re.subn(r'<img id="(_anim_img\w+)">', lambda m: f'<img id="{m.group(1)}" src="{first}" alt="{alt}">',
-                         out, count=1)
-    if not found:
-        raise RuntimeError("unexpected to_jshtml output: no <img id=\"_anim_img...\"> for the frames")
-    # open on the default frame: once the Animation exists, move it there
-    out, found = _NEW_ANIMATION.subn(lambda m: f"{m.group(1)}\n        anim{m.group(2)}.set_frame({default});",
-                                     out, count=1)
-    if not found:
-        raise RuntimeError("unexpected to_jshtml output: no 'new Animation(...)' to set the default frame")
-    body = f'<figure class="smallunet-frames" data-frames="{n}" style="margin: 0">\n{out}'
+    if fig.get_layout_engine() is not None:
+        room = []
+        for i in range(n):
+            update(i)
+            head.set_text(heading(i))
+            fig.draw_without_rendering()      # runs the layout engine (a closed figure's canvas.draw does not)
+            room.append(sum(ax.get_position().width * ax.get_position().height for ax in fig.axes))
+        tightest = int(np.argmin(room))
+        update(tightest)
+        head.set_text(heading(tightest))
+        fig.draw_without_rendering()
+        fig.set_layout_engine("none")
+    pngs = []
+    for i in range(n):
+        update(i)
+        head.set_text(heading(i))
+        pngs.append(base64.b64encode(_png(fig, dpi)).decode("ascii"))
+        cut = _clipped_texts(fig)
+        if cut:
+            raise ValueError(f"frame {i} ({labels[i]!r}): text cut off at the figure's edge: {cut}; "
+                             f"shorten it or widen the figure")
+    width, height = _png_size(pngs[0])
+    key = hashlib.sha1("".join(pngs + labels).encode()).hexdigest()[:12]
+    uid = f"smallunet-anim-{key}-{next(_ids)}"
+    esc = lambda text: html_lib.escape(text, quote=True)           # noqa: E731
+    name = esc(title or "frame")
+    button = ('    <button type="button" data-go="{}" title="{}" aria-label="{}">{}</button>').format
+    left, right = ("\n".join(button(go, what, what, char) for go, what, char in part)
+                   for part in (_BUTTONS[:2], _BUTTONS[2:]))
+    frames_js = "\n".join(f'  frames[{i}] = "data:image/png;base64,{b}";' for i, b in enumerate(pngs))
+    body = f"""<figure class="smallunet-frames" data-frames="{n}" style="margin: 0">
+{_STYLE}<div class="animation" id="{uid}" style="display: inline-block; max-width: 100%">
+  <img src="data:image/png;base64,{pngs[default]}" width="{width}" height="{height}"
+       style="max-width: 100%; height: auto" alt="{esc(heading(default))}">
+  <div class="anim-controls">
+{left}
+    <input type="range" min="0" max="{n - 1}" step="1" value="{default}" aria-label="{name}: choose a frame"
+           aria-valuetext="{esc(labels[default])}">
+{right}
+  </div>
+  <output class="anim-value" aria-live="polite">{esc(labels[default])} \u00b7 {default + 1} of {n}</output>
+</div>
+<script>
+(function() {{
+  var frames = new Array({n});
+{frames_js}
+  var labels = {_js(labels)};
+  var headings = {_js([heading(i) for i in range(n)])};
+  var root = document.getElementById("{uid}");
+  var img = root.querySelector("img"), slider = root.querySelector("input[type=range]");
+  var value = root.querySelector("output"), n = frames.length, current = {default};
+  function show(i) {{
+    current = Math.max(0, Math.min(n - 1, i));
+    img.src = frames[current];
+    img.alt = headings[current];
+    slider.value = current;
+    slider.setAttribute("aria-valuetext", labels[current]);
+    value.textContent = labels[current] + " \u00b7 " + (current + 1) + " of " + n;
+    root.querySelectorAll("button").forEach(function(b) {{
+      var go = b.getAttribute("data-go");
+      b.disabled = (go == "first" || go == "previous") ? current == 0 : current == n - 1;
+    }});
+  }}
+  var go = {{first: function() {{ return 0; }}, previous: function() {{ return current - 1; }},
+            next: function() {{ return current + 1; }}, last: function() {{ return n - 1; }}}};
+  slider.addEventListener("input", function() {{ show(parseInt(slider.value, 10)); }});
+  root.querySelectorAll("button").forEach(function(b) {{
+    b.addEventListener("click", function() {{ show(go[b.getAttribute("data-go")]()); }});
+  }});
+  show(current);
+}})();
+</script>
+"""
     if caption:
         body += f'<figcaption style="font-size: 0.85em">{html_lib.escape(caption)}</figcaption>\n'
     body += "</figure>\n"
+    if frame_count(body) != n or "https://" in body or "http://" in body:
+        raise RuntimeError(f"expected {n} frames and no network link in the HTML")
     size = len(body.encode())
     if size > max_bytes:
         raise ValueError(f"interactive figure is {size:,} bytes, over max_bytes={max_bytes:,}: "
                          f"use fewer frames ({n}), a smaller figure or a lower dpi ({dpi})")
     return HTML(body)
+
+
+def _clipped_texts(fig: Figure) -> list[str]:
+    """What of ``fig`` reaches past its edges by more than a pixel: its heading and texts,
+    and any axes with what it draws (tick labels, axis labels, titles), named by its texts."""
+    box = fig.bbox
+
+    def out(e) -> bool:
+        return e.x0 < box.x0 - 1 or e.y0 < box.y0 - 1 or e.x1 > box.x1 + 1 or e.y1 > box.y1 + 1
+
+    cut = [t.get_text() for t in [fig._suptitle, *fig.texts]
+           if t is not None and t.get_visible() and t.get_text().strip() and out(t.get_window_extent())]
+    for ax in fig.axes:
+        if ax.get_visible() and ax.axison and out(ax.get_tightbbox()):
+            name = ax.get_title() or ax.get_ylabel() or ax.get_xlabel() or f"axes {fig.axes.index(ax)}"
+            cut.append(f"the axes {name!r} with its labels")
+    return cut
+
+
+def _js(strings: list[str]) -> str:
+    """A JSON list of strings that is safe inside <script> (no "</" to end it early)."""
+    return json.dumps(strings, ensure_ascii=False).replace("</", "<\\/")
+
+
+def _png_size(b64: str) -> tuple[int, int]:
+    from PIL import Image
+
+    return Image.open(io.BytesIO(base64.b64decode(b64))).size
 
 
 def _limits(values: list[np.ndarray], percentile: float) -> tuple[float, float]:
@@ -157,7 +253,9 @@ def image_frames(frames, labels: Sequence[str], *, row_labels: Sequence[str] | N
         percentile: clip the computed limits at this percentile (100: min and max).
         panel: inches per panel.
         horizontal_labels: write the row labels horizontally, left of the rows.
-        kwargs: passed on to ``animate`` (default, title, caption, dpi, fps, max_bytes).
+        kwargs: passed on to ``animate`` (default, title, caption, dpi, max_bytes).
+    The HTML's <figure> carries ``data-panel-px``: the side of the smallest image panel in
+    pixels of the frames.
     """
     grid = [[[None if im is None else to_numpy_image(im) for im in row] for row in f] for f in frames]
     if len(grid) != len(labels):
@@ -198,6 +296,11 @@ def image_frames(frames, labels: Sequence[str], *, row_labels: Sequence[str] | N
                 lims.update({(r, c): tuple(lim) for c in range(len(grid[0][r]))})
 
     fig, axes = new_figure(n_rows, n_cols, size=(panel, panel))
+    # room above the panels for the heading (title and label lines) and the column titles,
+    # so that they do not squeeze the panels
+    head_lines = max(str(s).count("\n") + 1 for s in labels) + (kwargs.get("title") is not None)
+    title_lines = max((str(t).count("\n") + 1 for t in col_titles), default=0) if col_titles else 0
+    fig.set_size_inches(fig.get_figwidth(), fig.get_figheight() + 0.2 * head_lines + 0.16 * title_lines)
     images = {}
     for r in range(n_rows):
         for c in range(n_cols):
@@ -222,4 +325,10 @@ def image_frames(frames, labels: Sequence[str], *, row_labels: Sequence[str] | N
             if value is not None:
                 im.set_data(value)
 
-    return animate(fig, update, labels, **kwargs)
+    out = animate(fig, update, labels, **kwargs)
+    # the smallest panel as drawn (the layout is fixed now): a page can check it is large enough
+    side = min(min(im.axes.get_window_extent().width, im.axes.get_window_extent().height)
+               for im in images.values())
+    out.data = out.data.replace('<figure class="smallunet-frames"',
+                                f'<figure class="smallunet-frames" data-panel-px="{side:.0f}"', 1)
+    return out

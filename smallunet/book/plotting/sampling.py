@@ -109,7 +109,8 @@ def plot_fid_vs_steps(results: Mapping[str, Mapping[int, float]], floor: float |
 def trajectory_frames(xts, x0_hats, sigmas, n: int | None = None, **kwargs):
     """The denoising trajectory behind a slider, one frame per sampling step (no kernel
     needed): x_t before the step (top row) and the model's guess of x0 made from it
-    (bottom row) for ``n`` samples side by side; the last frame is the final sample.
+    (bottom row) for ``n`` samples side by side. The last frame shows the final samples
+    on top and, below them, the guess of the last step that made them (no empty panels).
     Args: ``trajectory``'s output and the sigmas it ran on; kwargs go to ``image_frames``."""
     from .interactive import image_frames
 
@@ -117,9 +118,10 @@ def trajectory_frames(xts, x0_hats, sigmas, n: int | None = None, **kwargs):
     n = xts[0].shape[0] if n is None else n
     frames = [[[xts[i][s].clamp(-1, 1) for s in range(n)], [x0_hats[i][s].clamp(-1, 1) for s in range(n)]]
               for i in range(n_steps)]
-    frames.append([[xts[-1][s].clamp(-1, 1) for s in range(n)], [None] * n])
+    frames.append([[xts[-1][s].clamp(-1, 1) for s in range(n)], [x0_hats[-1][s].clamp(-1, 1) for s in range(n)]])
     labels = [f"step {i + 1} of {n_steps}: x_t at sigma = {float(sigmas[i]):.3g}" for i in range(n_steps)]
-    labels.append(f"after step {n_steps}: the final samples (sigma = {float(sigmas[-1]):.3g})")
+    labels.append(f"after step {n_steps}: the final samples (sigma = {float(sigmas[-1]):.3g})\n"
+                  f"below them, step {n_steps}'s x0 guess again")
     return image_frames(frames, labels, row_labels=["x_t", "x0 guess"], vlims=[(-1, 1), (-1, 1)], **kwargs)
 
 
