@@ -139,7 +139,7 @@
   // sample(opts) runs `samples` (opts.sampler "samples", with gam and mu) or
   // `samples_heun` ("samples_heun") for one image and returns
   //   {sigmas, xt: [x after each step], x0hat: [the guess made at each step],
-  //    passes, msPerPass, msFirst}
+  //    passes, msPerPass (the median pass after the first), msFirst, batch}
   // opts: model (a name in SMALLUNET_LIVE.models), steps, gam, mu, sampler,
   //   label and cfgScale (conditional model), and either seed (the page's noise) or
   //   noise: [z0, z1, ...] standard normal arrays of 784 floats, used in the order
@@ -157,9 +157,10 @@
     const eps = network(sess, ort, model, label, model.num_classes ? opts.cfgScale : 0, timing);
     const loop = opts.sampler === "samples_heun" ? heunLoop : samplesLoop;
     const result = await loop(eps, sigmas, opts.gam, opts.mu, draw, opts.onStep || (() => {}));
-    const later = timing.length > 1 ? timing.slice(1) : timing;   // the first pass includes set-up
+    const later = (timing.length > 1 ? timing.slice(1) : timing).sort((a, b) => a - b);   // the first includes set-up
+    const median = (later[(later.length - 1) >> 1] + later[later.length >> 1]) / 2;
     return Object.assign(result, {sigmas: Array.from(sigmas), passes: timing.length,
-      msPerPass: later.reduce((a, b) => a + b, 0) / later.length, msFirst: timing[0],
+      msPerPass: median, msFirst: timing[0],
       batch: label !== null && opts.cfgScale !== 0 ? 2 : 1});
   }
   function fromList(list) {
@@ -387,7 +388,7 @@
         const what = heun ? "samples_heun" : `samples, gam ${v.gam}, mu ${v.mu}`;
         status.textContent = `Done: ${v.steps} steps of ${what}, seed ${v.seed}` +
           (model.num_classes ? `, class ${v.label} (${model.class_names[v.label]}), guidance ${v.cfgScale}` : "") + ".";
-        timing.textContent = `${r.passes} network passes, ${r.msPerPass.toFixed(1)} ms each` +
+        timing.textContent = `${r.passes} network passes, ${r.msPerPass.toFixed(1)} ms each (median)` +
           (r.batch === 2 ? " (a batch of 2: the class and the null class)" : "") +
           ` (the first, with set-up: ${r.msFirst.toFixed(0)} ms); WebAssembly, one thread.`;
         root.setAttribute("data-ms-per-pass", r.msPerPass.toFixed(2));
