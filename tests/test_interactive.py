@@ -102,6 +102,9 @@ def test_conditioning_figures():
     assert len(frames_of(html)) == 3
     assert frame_labels(html) == ["guidance scale s = 0", "guidance scale s = 1", "guidance scale s = 3"]
     assert int(re.search(r'data-panel-px="(\d+)"', html).group(1)) >= 56     # samples large enough to see
+    assert 'data-min-panel-px="56"' in html
+    with pytest.raises(ValueError, match="under min_panel_px=56"):
+        cp.guidance_frames(by_scale, labels, 2, panel=0.6)
     fig = cp.plot_class_grid(by_scale[0.0], labels, 2)
     assert len(fig.axes) == 20 and fig.axes[0].get_ylabel() == "T-shirt/top"
     res = [dict(cfg_scale=s, accuracy=a, min_class_accuracy=a - 0.1, fid=f, fid_class_mean=f + 5)

@@ -110,7 +110,8 @@ def guidance_frames(images_by_scale: Mapping[float, torch.Tensor], labels: torch
     """A slider over the guidance scale: each frame one column per class, ``per_class``
     samples of it down the column, the same starting noise in every frame
     (``images_by_scale``: {scale: (N, 1, H, W)} with the classes of ``labels``). At the
-    default 80 dpi a ``panel`` of 0.83 in draws each sample at 56 px or more."""
+    default 80 dpi a ``panel`` of 0.83 in draws each sample at 56 px or more (a smaller
+    one is refused)."""
     scales = list(images_by_scale)
     classes = sorted(set(labels.tolist()))
     frames = []
@@ -119,4 +120,4 @@ def guidance_frames(images_by_scale: Mapping[float, torch.Tensor], labels: torch
         frames.append([[x[labels == c][k] for c in classes] for k in range(per_class)])
     names = [CLASS_NAMES[c].replace("/", "/\n").replace(" ", "\n") for c in classes]
     return image_frames(frames, [f"guidance scale s = {s:g}" for s in scales], col_titles=names,
-                        vlims=[(-1, 1)] * per_class, panel=panel, default=default, **kwargs)
+                        vlims=[(-1, 1)] * per_class, panel=panel, default=default, min_panel_px=56, **kwargs)

@@ -237,7 +237,7 @@ def image_frames(frames, labels: Sequence[str], *, row_labels: Sequence[str] | N
                  col_titles: Sequence[str] | None = None, cmap: str | Sequence[str] | dict = "gray",
                  scale: str = "row", vlims: Sequence[tuple[float, float] | None] | dict | None = None,
                  percentile: float = 100.0, panel: float = 1.0, horizontal_labels: bool = False,
-                 **kwargs):
+                 min_panel_px: float | None = None, **kwargs):
     """A grid of images per frame behind a slider (see ``animate``).
 
     Args:
@@ -253,6 +253,9 @@ def image_frames(frames, labels: Sequence[str], *, row_labels: Sequence[str] | N
         percentile: clip the computed limits at this percentile (100: min and max).
         panel: inches per panel.
         horizontal_labels: write the row labels horizontally, left of the rows.
+        min_panel_px: refuse (ValueError) a figure whose smallest panel is drawn smaller
+            than this many pixels; the page is told it too, so that a browser can check
+            the panels are shown at least that large.
         kwargs: passed on to ``animate`` (default, title, caption, dpi, max_bytes).
     The HTML's <figure> carries ``data-panel-px``: the side of the smallest image panel in
     pixels of the frames.
@@ -329,6 +332,9 @@ def image_frames(frames, labels: Sequence[str], *, row_labels: Sequence[str] | N
     # the smallest panel as drawn (the layout is fixed now): a page can check it is large enough
     side = min(min(im.axes.get_window_extent().width, im.axes.get_window_extent().height)
                for im in images.values())
-    out.data = out.data.replace('<figure class="smallunet-frames"',
-                                f'<figure class="smallunet-frames" data-panel-px="{side:.0f}"', 1)
+    if min_panel_px is not None and side < min_panel_px:
+        raise ValueError(f"the smallest panel is drawn at {side:.0f} px, under min_panel_px={min_panel_px:g}: "
+                         f"use a larger panel ({panel:g} in) or a higher dpi")
+    attrs = f'data-panel-px="{side:.0f}"' + (f' data-min-panel-px="{min_panel_px:g}"' if min_panel_px else "")
+    out.data = out.data.replace('<figure class="smallunet-frames"', f'<figure class="smallunet-frames" {attrs}', 1)
     return out
