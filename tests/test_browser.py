@@ -7,7 +7,9 @@ Markdown table left as raw pipe text; the math is rendered (MathJax is served lo
 (blank offline, frozen online: the static book has no kernel); no placeholder text; and
 the page with its images stays under 6 MB. Every kernel-free interactive figure
 (``smallunet.book.plotting.interactive``) changes what it draws when its slider moves,
-and the book has at least six of them. Readable at the suite's 1280-px window (issue 21):
+shows the value it is at beside the slider (and that value changes with it), has step
+buttons and no Play/Loop controls, and shows its panels at least as large as it asks
+(chapter 9's samples: 56 px); the book has at least six of them. Readable at the suite's 1280-px window (issue 21):
 no cell output that is only ``True`` or ``False``; no printed line wider than its output
 box; every output figure, slider frames included, shown at >= 85 % of the width it was
 drawn at; no display equation wider than the column. Skips only when playwright or
@@ -149,16 +151,35 @@ def page_bytes(page: Path) -> int:
     return page.stat().st_size + sum(p.stat().st_size for p in images if p.is_file())
 
 
+# what an interactive figure shows beside its image: the frame's value as the reader sees
+# it (the <output> beside the slider), its controls, and the size of its panels as shown
+FIGURE_STATE = """(anim) => {
+  const out = anim.querySelector('output'), img = anim.querySelector('img');
+  const fig = anim.closest('figure');
+  const shown = out && out.getClientRects().length > 0 ? out.innerText.trim() : '';
+  const panel = fig && fig.dataset.panelPx ? +fig.dataset.panelPx * img.getBoundingClientRect().width
+                                             / img.naturalWidth : null;
+  return {label: shown,
+          controls: [...anim.querySelectorAll('button, input:not([type=range]), select')]
+                      .map(b => b.getAttribute('aria-label') || b.getAttribute('title') || b.innerText.trim()),
+          panel: panel === null ? null : Math.round(panel),
+          min_panel: fig && fig.dataset.minPanelPx ? +fig.dataset.minPanelPx : null};
+}"""
+STEP_CONTROLS = ["First frame", "Previous frame", "Next frame", "Last frame"]
+
+
 def move_slider(page, anim) -> dict:
-    """Move one interactive figure's slider with the keyboard; what it drew before and after."""
+    """Move one interactive figure's slider with the keyboard; what it drew and showed
+    before and after."""
     img, slider = anim.query_selector("img"), anim.query_selector("input[type=range]")
     img.scroll_into_view_if_needed()
     before = dict(src=img.get_attribute("src"), shot=img.screenshot(), value=slider.input_value(),
-                  frames=int(slider.get_attribute("max") or 0) + 1)
+                  frames=int(slider.get_attribute("max") or 0) + 1, **anim.evaluate(FIGURE_STATE))
     slider.focus()
     page.keyboard.press("End" if before["value"] != str(before["frames"] - 1) else "Home")
     page.wait_for_timeout(50)
-    return dict(before=before, value=slider.input_value(), src=img.get_attribute("src"), shot=img.screenshot())
+    return dict(before=before, value=slider.input_value(), src=img.get_attribute("src"), shot=img.screenshot(),
+                label=anim.evaluate(FIGURE_STATE)["label"])
 
 
 @pytest.fixture(scope="module")
@@ -255,6 +276,39 @@ def test_interactive_figures_change_when_their_slider_moves(report):
             elif s["shot"] == s["before"]["shot"]:
                 stuck.append(f"{where}: what is drawn did not change (slider {s['before']['value']} -> {s['value']})")
     assert not stuck, stuck
+
+
+def test_interactive_figures_show_the_value_they_are_at(report):
+    """Each slider figure writes its frame's value beside the slider, and it changes with
+    the slider; its controls are the step buttons, with no Play/Loop/speed controls for a
+    discrete sweep (issue 21)."""
+    bad = []
+    for page, r in report.items():
+        for k, s in enumerate(r["sliders"]):
+            where = f"{page}, interactive figure {k + 1}"
+            if not s["before"]["label"]:
+                bad.append(f"{where}: no value shown beside the slider")
+            elif s["label"] == s["before"]["label"]:
+                bad.append(f"{where}: the value shown stayed {s['label']!r} when the slider moved "
+                           f"({s['before']['value']} -> {s['value']})")
+            if s["before"]["controls"] != STEP_CONTROLS:
+                bad.append(f"{where}: controls {s['before']['controls']}, want only {STEP_CONTROLS}")
+    assert not bad, "\n".join(bad)
+
+
+def test_slider_panels_are_shown_large_enough(report):
+    """A slider figure that asks for a smallest panel size (chapter 9's samples: 56 px) is
+    shown at least that large at a 1280-px window."""
+    small, asked = [], 0
+    for page, r in report.items():
+        for k, s in enumerate(r["sliders"]):
+            if s["before"]["min_panel"] is not None:
+                asked += 1
+                if s["before"]["panel"] < s["before"]["min_panel"]:
+                    small.append(f"{page}, interactive figure {k + 1}: panels shown at {s['before']['panel']} px, "
+                                 f"want >= {s['before']['min_panel']:g}")
+    assert asked, "no slider figure asks for a smallest panel size (chapter 9's guidance frames should)"
+    assert not small, "\n".join(small)
 
 
 def unreadable(report, key) -> list:
