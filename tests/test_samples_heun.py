@@ -107,3 +107,22 @@ def test_bad_input_is_refused_with_the_same_error_as_samples(bad):
     ours = _error(lambda: samples_heun(model, **args))
     assert ours is not None, "samples_heun accepted bad input"
     assert ours == _error(lambda: samples(model, **args))
+
+
+def test_convergence_figure_draws_one_line_per_sampler():
+    """Chapter 8's figure of error against step size: one line per sampler, the fitted
+    slope in its legend, log-log axes; errors of the wrong length are refused."""
+    pytest.importorskip("matplotlib")
+    import matplotlib.pyplot as plt
+
+    from smallunet.book.plotting import sampling as sp
+    h = [0.4, 0.2, 0.1]
+    fig = sp.plot_convergence(h, {"Euler": [4e-1, 2e-1, 1e-1], "Heun": [4e-2, 1e-2, 2.5e-3]},
+                              slopes={"Euler": 1.0, "Heun": 2.0})
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["Euler: slope 1.00", "Heun: slope 2.00"]
+    assert ax.get_xscale() == ax.get_yscale() == "log" and len(ax.lines) == 2
+    assert fig.get_size_inches()[0] * fig.dpi <= 688
+    plt.close(fig)
+    with pytest.raises(ValueError, match="one value per h"):
+        sp.plot_convergence(h, {"Euler": [1.0, 0.5]})

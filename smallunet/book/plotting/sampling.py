@@ -1,5 +1,6 @@
 """Figures for the chapter Sampling: a denoising trajectory with the predicted x0
-at every step, rows of samples per sampler, and FID against the number of steps.
+at every step, rows of samples per sampler, a sampler's error against its step size
+(its order of accuracy), and FID against the number of steps.
 The numbers behind them (``generate``, ``fid_vs_steps``) live in
 ``smallunet.protocol``, which ``scripts/fid_table.py`` also uses.
 
@@ -9,7 +10,7 @@ the ``*_frames`` functions return kernel-free interactive figures (IPython HTML,
 """
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import torch
 from matplotlib.figure import Figure
@@ -21,7 +22,7 @@ from ...sampling import samples
 from .common import new_figure, show_image
 
 __all__ = ["SAMPLERS", "precision_context", "trajectory", "generate", "fid_vs_steps",
-           "plot_sampler_rows", "plot_fid_vs_steps", "fid_markdown",
+           "plot_sampler_rows", "plot_fid_vs_steps", "plot_convergence", "fid_markdown",
            "trajectory_frames", "sampler_frames", "sampler_explorer"]
 
 
@@ -102,6 +103,26 @@ def plot_fid_vs_steps(results: Mapping[str, Mapping[int, float]], floor: float |
     ax.grid(True, alpha=0.3)
     if n is not None:
         ax.set_title(f"{n} samples per point", fontsize=10)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def plot_convergence(h: Sequence[float], errors: Mapping[str, Sequence[float]],
+                     slopes: Mapping[str, float] | None = None,
+                     xlabel: str = "step size h (the step in ln sigma)",
+                     ylabel: str = "largest error at sigma_min") -> Figure:
+    """A sampler's error at the end of a run against its step size ``h``, on log-log
+    axes, one line per entry of ``errors`` ({label: one error per h}); with ``slopes``
+    ({label: fitted slope}, the order of accuracy) the legend gives each line's slope."""
+    fig, axes = new_figure(1, 1, size=(5.5, 3.4))
+    ax = axes[0, 0]
+    for name, err in errors.items():
+        if len(err) != len(h):
+            raise ValueError(f"errors[{name!r}] must have one value per h ({len(h)}), got {len(err)}")
+        label = name if slopes is None else f"{name}: slope {slopes[name]:.2f}"
+        ax.plot(h, err, marker="o", label=label)
+    ax.set(xscale="log", yscale="log", xlabel=xlabel, ylabel=ylabel)
+    ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     return fig
 
