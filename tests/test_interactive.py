@@ -184,3 +184,26 @@ def test_trajectory_frames_last_frame_has_no_empty_panel(monkeypatch):
     assert all(im is not None for frame in seen["frames"] for row in frame for im in row)
     torch.testing.assert_close(seen["frames"][-1][0][0], xts[-1][0])         # the final samples on top
     assert seen["labels"][-1].startswith("after step 3: the final samples")
+
+
+def test_the_layout_leaves_room_for_the_longest_heading():
+    """A two-line label on one frame gets its room in every frame: the layout kept is the
+    one made for that frame, even where the square images' boxes do not shrink with it
+    (the layout that leaves the images least room is kept, measured before the aspect)."""
+    from smallunet.book.plotting.common import new_figure
+
+    def grid():
+        fig, axes = new_figure(2, 4, size=(1.0, 1.0))
+        fig.set_size_inches(4.0, 2.4)                 # as image_frames sizes chapter 8's trajectory
+        for ax in axes.flat:
+            ax.imshow(np.zeros((8, 8)))
+        axes[0, 0].set_ylabel("x_t", fontsize=8)
+        axes[1, 0].set_ylabel("x0 guess", fontsize=8)
+        return fig, axes
+
+    labels = ["one line"] * 3 + ["two lines:\nthe second"]
+    fig, axes = grid()
+    animate(fig, lambda i: None, labels, dpi=80)
+    assert fig._suptitle.get_text() == labels[-1]                      # the last frame drawn
+    top = max(ax.get_window_extent().y1 for ax in axes[0])
+    assert fig._suptitle.get_window_extent().y0 >= top - 1, "the two-line heading overlaps the panels"

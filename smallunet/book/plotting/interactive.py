@@ -119,7 +119,8 @@ def animate(fig: Figure, update: Callable[[int], None], labels: Sequence[str], *
             update(i)
             head.set_text(heading(i))
             fig.draw_without_rendering()      # runs the layout engine (a closed figure's canvas.draw does not)
-            room.append(sum(ax.get_position().width * ax.get_position().height for ax in fig.axes))
+            room.append(sum(ax.get_position(original=True).width * ax.get_position(original=True).height
+                            for ax in fig.axes))     # as laid out, before an aspect shrinks the box
         tightest = int(np.argmin(room))
         update(tightest)
         head.set_text(heading(tightest))
@@ -144,7 +145,7 @@ def animate(fig: Figure, update: Callable[[int], None], labels: Sequence[str], *
                    for part in (_BUTTONS[:2], _BUTTONS[2:]))
     frames_js = "\n".join(f'  frames[{i}] = "data:image/png;base64,{b}";' for i, b in enumerate(pngs))
     body = f"""<figure class="smallunet-frames" data-frames="{n}" style="margin: 0">
-{_STYLE}<div class="animation" id="{uid}" style="display: inline-block; max-width: 100%">
+{_STYLE}<div class="animation" id="{uid}" style="display: inline-block; min-width: min(100%, 440px); max-width: 100%; text-align: center">
   <img src="data:image/png;base64,{pngs[default]}" width="{width}" height="{height}"
        style="max-width: 100%; height: auto" alt="{esc(heading(default))}">
   <div class="anim-controls">
