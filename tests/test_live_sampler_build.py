@@ -60,7 +60,8 @@ def test_the_build_gets_runtime_models_and_settings(tmp_path, monkeypatch):
     js = (live / "live_sampler.js").read_text()
     settings = json.loads(js.split("window.SMALLUNET_LIVE = ", 1)[1].split(";\n", 1)[0])
     assert settings["models"]["m"]["bytes"] == 1234 and settings["models"]["m"]["levels"] == [0.01, 20.0]
-    assert settings["runtime_bytes"] == sum((ext.ORT_PACKAGE / "dist" / f).stat().st_size for f in ext.ORT_FILES)
+    for kind, files in ext.RUNTIME_FILES.items():
+        assert settings["runtime_bytes"][kind] == sum((ext.ORT_PACKAGE / "dist" / f).stat().st_size for f in files)
     assert js.endswith(ext.SOURCE_JS.read_text())
     ext.copy_into_build(types.SimpleNamespace(**{**vars(app), "outdir": str(tmp_path / "failed")}),
                         RuntimeError("the build failed"))

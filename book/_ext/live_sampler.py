@@ -11,7 +11,8 @@ makes those files exist in the build, all under ``_static/live/``:
   ``scripts/export_onnx.py`` (run at every build; it re-exports only when the weights'
   SHA-256 changed, into its cache ``_build/onnx/``);
 - ``ort/``: onnxruntime-web's WebAssembly build (``ort.wasm.min.js``, the ``.mjs`` and
-  ``.wasm`` it loads, MIT licence), copied from ``node_modules/onnxruntime-web``, which
+  ``.wasm`` it loads) and its WebGPU build (``ort.webgpu.min.js`` and its ``asyncify``
+  pair), MIT licence, copied from ``node_modules/onnxruntime-web``, which
   ``npm ci`` installs at the version and hashes pinned in package-lock.json.
 
 Anything missing (npm ci not run, the export failing) is a Sphinx warning, so the book's
@@ -36,8 +37,11 @@ SOURCE_JS = ROOT / "book" / "live" / "live_sampler.js"
 EXPORT = ROOT / "scripts" / "export_onnx.py"
 CACHE = ROOT / "_build" / "onnx"
 ORT_PACKAGE = ROOT / "node_modules" / "onnxruntime-web"
-# the WebAssembly build only: its loader, the Emscripten glue it imports, the binary
-ORT_FILES = ("ort.wasm.min.js", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm")
+# the two builds the page chooses from: each a loader, the Emscripten glue it imports and its binary
+RUNTIME_FILES = {"wasm": ("ort.wasm.min.js", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm"),
+                 "webgpu": ("ort.webgpu.min.js", "ort-wasm-simd-threaded.asyncify.mjs",
+                            "ort-wasm-simd-threaded.asyncify.wasm")}
+ORT_FILES = RUNTIME_FILES["wasm"] + RUNTIME_FILES["webgpu"]
 TARGET = Path("_static") / "live"
 MIT = """onnxruntime-web {version} (https://github.com/microsoft/onnxruntime), from npm.
 
@@ -95,7 +99,8 @@ def export_models() -> dict | None:
         logger.warning("live_sampler: scripts/export_onnx.py failed (the live sampler needs onnx and "
                        "onnxscript, in requirements.txt):\n" + (run.stdout + run.stderr)[-3000:])
         return None
-    logger.info("live_sampler: " + " | ".join(run.stdout.strip().splitlines()))
+    logger.info("live_sampler: " + " | ".join(line for line in run.stdout.strip().splitlines()
+                                               if not line.startswith("[torch.onnx]")))
     return json.loads(config.read_text())
 
 
@@ -121,7 +126,8 @@ def copy_into_build(app, exception) -> None:
     for f in ORT_FILES:
         shutil.copy2(ORT_PACKAGE / "dist" / f, dest / "ort" / f)
     (dest / "ort" / "LICENSE.txt").write_text(MIT.format(version=pinned_version()))
-    config = dict(config, runtime_bytes=sum((ORT_PACKAGE / "dist" / f).stat().st_size for f in ORT_FILES))
+    config = dict(config, runtime_bytes={kind: sum((ORT_PACKAGE / "dist" / f).stat().st_size for f in files)
+                                         for kind, files in RUNTIME_FILES.items()})
     for model in config["models"].values():
         shutil.copy2(CACHE / model["file"], dest / model["file"])
         model["bytes"] = (dest / model["file"]).stat().st_size     # what the page says it downloads

@@ -2,13 +2,14 @@
  *
  * The network is the shipped U-Net, exported to ONNX by scripts/export_onnx.py
  * (predict_eps: x (B, 1, 28, 28), sigma (1,) [, labels (B,)] -> eps), run by
- * onnxruntime-web's WebAssembly build on one thread. The loop around it is
+ * onnxruntime-web: its WebGPU build where the browser offers a GPU adapter (backend
+ * "auto"), else its WebAssembly build on one thread. The loop around it is
  * smallunet/sampling.py's `samples` (and `samples_heun`), line for line; the comments
  * quote the Python each line reproduces.
  *
- * Nothing heavy loads with the page: the runtime (ort/, ~15 MB) and the model (~9 MB)
- * are fetched on the first press of Sample, from the built book itself
- * (_static/live/), and kept for the next presses.
+ * Nothing heavy loads with the page: the runtime (ort/) and the model are fetched on
+ * the first press of Sample, from the built book itself (_static/live/), and kept for
+ * the next presses (the page states their sizes).
  *
  * window.SMALLUNET_LIVE (the settings taken from the package at build time: the
  * sampler's defaults, each model's classes, guidance scale and schedule levels) is
@@ -22,7 +23,9 @@
   const CONFIG = window.SMALLUNET_LIVE;
   const script = document.currentScript;
   const BASE = new URL(".", script.src).href;          // .../_static/live/
-  const RUNTIME = BASE + "ort/ort.wasm.min.js";
+  // the two builds of onnxruntime-web; a page loads one of them (both define window.ort)
+  const RUNTIMES = {wasm: {script: "ort/ort.wasm.min.js", name: "WebAssembly, one thread"},
+                    webgpu: {script: "ort/ort.webgpu.min.js", name: "WebGPU"}};
   const f32 = Math.fround;
 
   // ---------------------------------------------------------------- the noise levels
@@ -70,8 +73,14 @@
   }
 
   // ---------------------------------------------------------------- the runtime
-  let runtimePromise = null;
+  let runtimePromise = null, runtimeKind = null;
   const sessions = {};
+  // "auto": WebGPU where the browser offers an adapter, else WebAssembly; "wasm": WebAssembly
+  async function pickRuntime(backend) {
+    if (runtimeKind) return runtimeKind;                 // the page has loaded one already
+    if (backend !== "auto" || !navigator.gpu) return "wasm";
+    try { return (await navigator.gpu.requestAdapter()) ? "webgpu" : "wasm"; } catch (e) { return "wasm"; }
+  }
   function loadScript(src) {
     return new Promise((resolve, reject) => {
       const s = document.createElement("script");
@@ -81,23 +90,39 @@
       document.head.appendChild(s);
     });
   }
-  function runtime() {
+  function runtime(kind) {
     if (!runtimePromise) {
-      runtimePromise = loadScript(RUNTIME).then(() => {
+      runtimeKind = kind;
+      runtimePromise = loadScript(BASE + RUNTIMES[kind].script).then(() => {
         const ort = window.ort;
         ort.env.wasm.wasmPaths = BASE + "ort/";        // the .wasm and its .mjs, from the book
         ort.env.wasm.numThreads = 1;                     // static hosts are not cross-origin isolated
         ort.env.logLevel = "error";
         return ort;
       });
-      runtimePromise.catch(() => { runtimePromise = null; });   // a failed load is retried next press
+      runtimePromise.catch(() => { runtimePromise = null; runtimeKind = null; });   // retried next press
     }
     return runtimePromise;
   }
+  // one session per model; on the WebGPU build, a model WebGPU cannot run falls back to
+  // that build's own WebAssembly kernels (session.backend says which ran)
   function session(name) {
     if (!sessions[name]) {
-      sessions[name] = runtime().then(ort => ort.InferenceSession.create(
-        BASE + CONFIG.models[name].file, {executionProviders: ["wasm"]}));
+      const url = BASE + CONFIG.models[name].file;
+      const options = ep => ({executionProviders: [ep], logSeverityLevel: 3});   // errors only
+      sessions[name] = runtime(runtimeKind).then(async ort => {
+        if (runtimeKind === "webgpu") {
+          try {
+            const s = await ort.InferenceSession.create(url, options("webgpu"));
+            return Object.assign(s, {backend: RUNTIMES.webgpu.name});
+          } catch (err) {
+            const s = await ort.InferenceSession.create(url, options("wasm"));
+            return Object.assign(s, {backend: "WebAssembly, one thread (WebGPU failed: " + err.message + ")"});
+          }
+        }
+        const s = await ort.InferenceSession.create(url, options("wasm"));
+        return Object.assign(s, {backend: RUNTIMES.wasm.name});
+      });
       sessions[name].catch(() => { delete sessions[name]; });
     }
     return sessions[name];
@@ -141,7 +166,8 @@
   //   {sigmas, xt: [x after each step], x0hat: [the guess made at each step],
   //    passes, msPerPass (the median pass after the first), msFirst, batch}
   // opts: model (a name in SMALLUNET_LIVE.models), steps, gam, mu, sampler,
-  //   label and cfgScale (conditional model), and either seed (the page's noise) or
+  //   label and cfgScale (conditional model), backend ("auto" or "wasm", as pickRuntime;
+  //   the first call on a page decides), and either seed (the page's noise) or
   //   noise: [z0, z1, ...] standard normal arrays of 784 floats, used in the order
   //   samples draws them (z0 starts the chain, then one per step), so that a test can
   //   start from torch's noise; onStep(i, info) is awaited after every step.
@@ -150,7 +176,7 @@
     if (!model) throw new Error("no model named " + opts.model);
     const sigmas = sampleSigmas(model.levels, opts.steps);
     const draw = opts.noise ? fromList(opts.noise) : gaussianStream(opts.seed);
-    const ort = await runtime();
+    const ort = await runtime(await pickRuntime(opts.backend || "auto"));
     const sess = await session(opts.model);
     const timing = [];
     const label = model.num_classes ? opts.label : null;
@@ -160,7 +186,7 @@
     const later = (timing.length > 1 ? timing.slice(1) : timing).sort((a, b) => a - b);   // the first includes set-up
     const median = (later[(later.length - 1) >> 1] + later[later.length >> 1]) / 2;
     return Object.assign(result, {sigmas: Array.from(sigmas), passes: timing.length,
-      msPerPass: median, msFirst: timing[0],
+      msPerPass: median, msFirst: timing[0], backend: sess.backend,
       batch: label !== null && opts.cfgScale !== 0 ? 2 : 1});
   }
   function fromList(list) {
@@ -325,6 +351,11 @@
       el("option", {value: "samples", text: "samples (gam, mu)"}),
       el("option", {value: "samples_heun", text: "samples_heun (2 passes a step)"}));
     row.appendChild(el("label", {}, "sampler", sampler));
+    const backend = el("select", {"data-field": "backend", "aria-label": "backend"},
+      el("option", {value: "auto", text: "WebGPU if offered"}),
+      el("option", {value: "wasm", text: "WebAssembly"}));
+    if (!navigator.gpu) { backend.value = "wasm"; backend.disabled = true; }   // no WebGPU in this browser
+    row.appendChild(el("label", {}, "backend", backend));
     const button = el("button", {type: "button", class: "live-sample"}, "Sample");
     row.appendChild(el("label", {}, "\u00a0", button));
     const classNote = el("div", {class: "live-status live-class"});
@@ -361,14 +392,18 @@
       return;
     }
     const mb = bytes => (bytes / 1e6).toFixed(1) + " MB";
-    status.textContent = `Press Sample: the first press downloads the runtime (${mb(CONFIG.runtime_bytes)}) ` +
-      `and the model (${mb(model.bytes)}) from this site.`;
+    status.textContent = `Press Sample: the first press downloads the runtime (${mb(CONFIG.runtime_bytes.wasm)}; ` +
+      `${mb(CONFIG.runtime_bytes.webgpu)} for WebGPU) and the model (${mb(model.bytes)}) from this site.`;
 
     let busy = false;
     button.addEventListener("click", async () => {
       if (busy) return;
       const v = check();
       if (!v) { status.textContent = "Not sampled: fix the settings marked above."; return; }
+      if (runtimeKind && backend.value === "wasm" && runtimeKind !== "wasm") {
+        status.textContent = "Not sampled: this page has loaded the WebGPU runtime; reload the page to use WebAssembly.";
+        return;
+      }
       busy = true; button.disabled = true;
       const heun = sampler.value === "samples_heun";
       progress.max = v.steps; progress.value = 0;
@@ -376,7 +411,7 @@
       root.setAttribute("data-state", "running");
       try {
         const r = await sample({model: name, steps: v.steps, gam: v.gam, mu: v.mu, seed: v.seed,
-          sampler: sampler.value, label: v.label, cfgScale: v.cfgScale,
+          sampler: sampler.value, label: v.label, cfgScale: v.cfgScale, backend: backend.value,
           onStep: async (i, s) => {
             drawImage(canvX, s.xt); drawImage(canvG, s.x0hat);
             capX.textContent = `x_t at \u03c3 = ${s.sigPrev.toPrecision(3)}`;
@@ -390,7 +425,8 @@
           (model.num_classes ? `, class ${v.label} (${model.class_names[v.label]}), guidance ${v.cfgScale}` : "") + ".";
         timing.textContent = `${r.passes} network passes, ${r.msPerPass.toFixed(1)} ms each (median)` +
           (r.batch === 2 ? " (a batch of 2: the class and the null class)" : "") +
-          ` (the first, with set-up: ${r.msFirst.toFixed(0)} ms); WebAssembly, one thread.`;
+          ` (the first, with set-up: ${r.msFirst.toFixed(0)} ms); ${r.backend}.`;
+        root.setAttribute("data-backend", r.backend);
         root.setAttribute("data-ms-per-pass", r.msPerPass.toFixed(2));
         root.setAttribute("data-state", "done");
       } catch (err) {
