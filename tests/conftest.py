@@ -17,7 +17,8 @@ def one_thread():
 def built_book(tmp_path_factory):
     """The book, built once per test session from the outputs stored in the notebooks
     (``jupyter-book build -W -n --keep-going`` into a temporary folder, so the working
-    tree's _build is left alone), shared by the build test and the browser test.
+    tree's _build/html is left alone; the live sampler's ONNX export is cached in
+    _build/onnx/), shared by the build test and the browser tests.
     Returns (returncode, log, html folder); skips when jupyter-book is not installed."""
     import shutil
     import subprocess
