@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 from smallunet import ScheduleLogLinear  # noqa: E402
 from smallunet.checkpoint import read_metadata, sha256_of  # noqa: E402
 from smallunet.device import bf16_supported, machine_name  # noqa: E402
-from smallunet.evaluation import PROTOCOL, features, floor, frechet_distance, generate, reference_statistics  # noqa: E402
+from smallunet.protocol import PROTOCOL, features, floor, frechet_distance, generate, reference_statistics  # noqa: E402
 from smallunet.pretrained import WEIGHTS_DIR, load_pretrained, pretrained_info  # noqa: E402
 
 SAMPLERS = {                    # name -> (gam, mu, heun)

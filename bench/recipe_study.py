@@ -9,7 +9,7 @@ about 0.6 epochs): early training only, not where a long run ends.
 
 Every arm trains smalldiffusion's model from scratch for the same wall-clock budget, one torch
 thread each, with ``python -m smallunet``; then each arm's EMA weights are scored with
-the project's protocol (``smallunet.evaluation.evaluate``: FID-like score and KID at n
+the project's protocol (``smallunet.protocol.evaluate``: FID-like score and KID at n
 samples, 20 steps, gam=1.6) over ``--seeds`` sampling seeds for a spread, and the floor
 at the same n. ``--parallel`` jobs run side by side, one thread each: first every arm's
 training, then the scoring, which starts as soon as a slot is free, so every arm trains
@@ -172,12 +172,12 @@ def score_arm(name: str, args) -> None:
     """One arm's scores over ``args.seeds`` sampling seeds, to ``<out-dir>/<name>.score.json``."""
     import numpy as np
     import torch
-    from smallunet import evaluation
+    from smallunet import protocol
     from smallunet.pretrained import load_pretrained
     torch.set_num_threads(1)                     # one job, one thread, like the arms
     model = load_pretrained(args.out_dir / f"{name}.safetensors", sha256=None)
     t0 = time.time()
-    results = [evaluation.evaluate(model, n=args.n, seed=s, bf16=args.bf16, root=args.data_root)
+    results = [protocol.evaluate(model, n=args.n, seed=s, bf16=args.bf16, root=args.data_root)
                for s in range(args.seeds)]
     fids, kids = [r["fid"] for r in results], [r["kid"] for r in results]
     scores = dict(fid=fids, kid=kids, fid_mean=float(np.mean(fids)), fid_std=float(np.std(fids)),
@@ -210,7 +210,7 @@ def renamed(out: dict) -> dict:
 
 def write(out: dict, results_dir: Path) -> None:
     """recipe.json, recipe.md (the table) and recipe.png from one study's record."""
-    from smallunet.evaluation import PROTOCOL
+    from smallunet.protocol import PROTOCOL
     arms, floor, n = out["arms"], out["floor"], out["n"]
     base = arms.get("smalldiffusion", {}).get("fid_mean")
     sampler = (f"{PROTOCOL['steps']} steps, gam={PROTOCOL['gam']}, mu={PROTOCOL['mu']}, n={n}, sampling seeds "
@@ -282,9 +282,9 @@ def main(argv=None) -> int:
     command = "python bench/recipe_study.py " + shlex.join(argv if argv is not None else sys.argv[1:])
     done = run_study(args.arms, args)
     import torch
-    from smallunet import evaluation
+    from smallunet import protocol
     torch.set_num_threads(args.parallel)
-    floor = evaluation.floor(n=args.n, root=args.data_root)
+    floor = protocol.floor(n=args.n, root=args.data_root)
     write(record(done, floor, args, command.strip()), args.results_dir)
     print((args.results_dir / "recipe.md").read_text())
     return 0

@@ -1,11 +1,11 @@
 """Throughput of smallunet against its baseline, smalldiffusion 0.5.0, measured in one run.
 
 Training (images per second):
-  ours        smallunet.trainer.Trainer: the data set as one tensor on the device, flips
+  ours        smallunet.fast_trainer.Trainer: the data set as one tensor on the device, flips
               by indexing, bf16 autocast where the hardware has it ("auto"), EMA inside
               the step; on the CPU, attention as two matmuls in bf16
               (smallunet.attention.use_explicit_attention) and dropout masks from 15
-              random bits per element (smallunet.dropout.FastDropout).
+              random bits per element (smallunet.cpu_speedups.FastDropout).
   ours-fp32   the same Trainer with precision="fp32" (shows what bf16 alone buys).
   baseline    smalldiffusion's ``training_loop`` fed as in its FashionMNIST example
               (examples/fashion_mnist_unet.py): torchvision's FashionMNIST with
@@ -47,11 +47,12 @@ from pathlib import Path
 
 import torch
 
-import smalldiffusion as sd
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # a checkout without an install (the GPU machine)
+import smalldiffusion as sd  # noqa: E402
 import smallunet as su
 from smallunet.data import DEBIAN_DIR, load_fashion_mnist
 from smallunet.device import bf16_supported, cpu_name
-from smallunet.trainer import Trainer, TrainConfig, build_model
+from smallunet import Trainer, TrainConfig, build_model
 
 ARCH = dict(ch=64, ch_mult=(1, 1, 2), attn_resolutions=(14,))
 FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",

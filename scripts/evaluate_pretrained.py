@@ -3,7 +3,7 @@
     python scripts/evaluate_pretrained.py --write                     # the shipped unet_fashion
     python scripts/evaluate_pretrained.py --weights runs/x.safetensors  # any weights, print only
 
-The protocol (``smallunet.evaluation``): n = 1000 samples (seed 0) with the book's
+The protocol (``smallunet.protocol``): n = 1000 samples (seed 0) with the book's
 sampler, samples(model, ScheduleLogLinear(N=800, sigma_min=0.01, sigma_max=20).sample_sigmas(20), gam=1.6),
 scored by the FID-like score and KID against the features of all 10,000 test images;
 the floor is n random training images against the same reference, mean and spread
@@ -26,7 +26,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from smallunet import evaluation  # noqa: E402
+from smallunet import protocol  # noqa: E402
 from smallunet.checkpoint import sha256_of  # noqa: E402
 from smallunet.pretrained import PRETRAINED_NAME, WEIGHTS_DIR, load_pretrained, pretrained_info  # noqa: E402
 
@@ -35,9 +35,9 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--name", default=PRETRAINED_NAME, help="shipped checkpoint (default %(default)s)")
     p.add_argument("--weights", type=Path, default=None, help="a weights file instead of the shipped one")
-    p.add_argument("--n", type=int, default=evaluation.PROTOCOL["n"])
-    p.add_argument("--seed", type=int, default=evaluation.PROTOCOL["seed"])
-    p.add_argument("--floor-draws", type=int, default=evaluation.PROTOCOL["floor_draws"])
+    p.add_argument("--n", type=int, default=protocol.PROTOCOL["n"])
+    p.add_argument("--seed", type=int, default=protocol.PROTOCOL["seed"])
+    p.add_argument("--floor-draws", type=int, default=protocol.PROTOCOL["floor_draws"])
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--bf16", action="store_true", help="sample under bf16 autocast (default fp32)")
     p.add_argument("--write", action="store_true", help="record the metrics in the manifest")
@@ -64,9 +64,9 @@ def main(argv=None):
         return
 
     t0 = time.time()
-    result = evaluation.evaluate(model, n=args.n, seed=args.seed, bf16=args.bf16, progress=True)
+    result = protocol.evaluate(model, n=args.n, seed=args.seed, bf16=args.bf16, progress=True)
     seconds = time.time() - t0
-    fl = evaluation.floor(n=args.n, draws=args.floor_draws)
+    fl = protocol.floor(n=args.n, draws=args.floor_draws)
     cmd = "python scripts/evaluate_pretrained.py " + " ".join(argv if argv is not None else sys.argv[1:])
     metrics = {
         "fid": round(result["fid"], 3), "kid": round(result["kid"], 5), "kid_std": round(result["kid_std"], 5),
@@ -158,7 +158,7 @@ def figures(model, info, metrics, bench_dir: Path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from smallunet import ScheduleLogLinear
-    x = evaluation.generate(model, ScheduleLogLinear(N=800, sigma_min=0.01, sigma_max=20).sample_sigmas(20), 100, 1.6, 0.0,
+    x = protocol.generate(model, ScheduleLogLinear(N=800, sigma_min=0.01, sigma_max=20).sample_sigmas(20), 100, 1.6, 0.0,
                             seed=metrics["seed"])
     fig, axes = plt.subplots(10, 10, figsize=(7, 7.4))
     for ax, im in zip(axes.flat, x.clamp(-1, 1)):

@@ -7,7 +7,7 @@ table to bench/fid_vs_steps.md (the chapter Sampling displays that file).
     python scripts/fid_table.py --precision-study --seeds 0 1 --threads 1
 
 Every sampler starts from the same noise (seed 0), the samples are scored with
-``smallunet.evaluation.fid`` against all 10,000 test images (the protocol's reference), and the real-versus-real
+``smallunet.distances.fid`` against all 10,000 test images (the protocol's reference), and the real-versus-real
 floor ``fid_floor(n)`` is written beside them. The file records the command, the
 machine, the checkpoint (step and SHA-256) and the wall time, so a stale table can
 be recognised: re-run the command after the shipped weights change.
@@ -37,9 +37,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing the package
 
 from smallunet import ScheduleLogLinear, default_device  # noqa: E402
-from smallunet.evaluation import fid_floor, reference_statistics  # noqa: E402
+from smallunet.protocol import fid_floor, reference_statistics  # noqa: E402
 from smallunet.book.plotting.sampling import fid_markdown  # noqa: E402
-from smallunet.evaluation import (PROTOCOL, SAMPLERS, features, fid_vs_steps, floor as protocol_floor,  # noqa: E402
+from smallunet.protocol import (PROTOCOL, SAMPLERS, features, fid_vs_steps, floor as protocol_floor,  # noqa: E402
                                   frechet_distance, generate)
 from smallunet.pretrained import load_pretrained, pretrained_info  # noqa: E402
 from smallunet.device import bf16_supported, cpu_name  # noqa: E402

@@ -22,9 +22,9 @@ from .denoiser import ModelMixin, Scaled, PredX0, PredV, alpha
 from .schedules import (Schedule, ScheduleLogLinear, ScheduleDDPM, ScheduleLDM,
                         ScheduleSigmoid, ScheduleCosine, sigmas_from_betas)
 from .sampling import samples, samples_heun
-from .training import generate_train_sample, training_loop
-from .recipe import TrainConfig, build_model, build_schedule
-from .trainer import Trainer
+from .plain_training import generate_train_sample, training_loop
+from .train_config import TrainConfig, build_model, build_schedule
+from .fast_trainer import Trainer
 from .device import default_device, model_device
 from .data import load_fashion_mnist
 from .pretrained import load_pretrained

@@ -3,27 +3,15 @@ feature map."""
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
 from ._checks import check_groups, check_int
+# F.scaled_dot_product_attention, with a faster explicit form for bf16 on the CPU;
+# EXPLICIT_MAX_TOKENS and use_explicit_attention are re-exported from here as before
+from .cpu_speedups import (EXPLICIT_MAX_TOKENS, scaled_dot_product_attention,  # noqa: F401
+                           use_explicit_attention)
 from .norm import Normalize
-
-# On the CPU in bf16, for the short sequences of this U-Net (49 and 196 tokens), two
-# matmuls and a softmax train 1.6-3x faster than the fused kernel of
-# F.scaled_dot_product_attention (forward and backward, one thread, batch 128); at 784
-# tokens the two are even, past that, and in fp32, the fused kernel wins, and on GPUs it
-# is the one to use (bench/attention.md, written by bench/attention_speed.py). Both
-# compute the same thing (tests/test_components.py).
-EXPLICIT_MAX_TOKENS = 512
-
-
-def use_explicit_attention(q: torch.Tensor) -> bool:
-    """True where ``Attention`` computes softmax(q k^T / sqrt(d)) v with two matmuls rather
-    than ``F.scaled_dot_product_attention``: bf16 tensors on the CPU, at most
-    ``EXPLICIT_MAX_TOKENS`` tokens (q is (B, heads, N, head_dim))."""
-    return q.device.type == "cpu" and q.dtype == torch.bfloat16 and q.shape[-2] <= EXPLICIT_MAX_TOKENS
 
 
 class Attention(nn.Module):
@@ -52,10 +40,7 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, N, D) -> (B, N, D)"""
         q, k, v = self.qkv_heads(x)         # each (B, heads, N, head_dim)
-        if use_explicit_attention(q):       # faster there (see above)
-            x = self.softmax_weights(q, k) @ v
-        else:
-            x = F.scaled_dot_product_attention(q, k, v)
+        x = scaled_dot_product_attention(q, k, v)   # (B, heads, N, head_dim)
         x = rearrange(x, "b h n k -> b n (h k)")   # (B, N, D)
         return self.proj(x)
 

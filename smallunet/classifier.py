@@ -2,8 +2,9 @@
 
 FID compares generated and real images in the feature space of an Inception network
 trained on ImageNet. For 28x28 grey clothes we use a network trained on the clothes
-themselves: ``FashionClassifier.features`` gives its 128-d penultimate layer, and
-``smallunet.evaluation`` measures Fréchet distances there.
+themselves: ``FashionClassifier.features`` gives its 128-d penultimate layer (and
+``features``, ``feature_statistics`` and ``classify`` those of a whole image set), and
+``smallunet.distances`` measures Fréchet distances there.
 
 The weights ship with the package (``smallunet/weights/fashion_classifier.safetensors``,
 made by ``scripts/train_classifier.py``); ``load_classifier`` checks their SHA-256 so
@@ -14,6 +15,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -90,3 +92,68 @@ def load_classifier(path: str | os.PathLike | None = None, device=None,
     # The file may hold fp16 weights; the model computes in fp32.
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
     return model.to(device).eval()
+
+
+# --- the features of an image set, as the metric reads them --------------------------------
+def _check_images(name: str, images) -> Tensor:
+    check_image(name, images, channels=1, size=28)
+    if images.shape[0] < 2:
+        raise ValueError(f"{name} needs at least 2 images for a covariance, got {images.shape[0]}")
+    lo, hi = images.min().item(), images.max().item()
+    if not (-1.5 <= lo and hi <= 1.5):  # a little slack for unclamped samples
+        raise ValueError(f"{name} must hold images scaled to [-1, 1], got values in [{lo:.3g}, {hi:.3g}]"
+                         f" (for [0, 255] bytes use x / 127.5 - 1)")
+    return images
+
+
+_DEFAULT: dict[str, FashionClassifier] = {}  # the shipped classifier, loaded once per device
+
+
+def _default_classifier(device) -> FashionClassifier:
+    key = str(device)
+    if key not in _DEFAULT:
+        _DEFAULT[key] = load_classifier(device=device)
+    return _DEFAULT[key]
+
+
+@torch.no_grad()
+def classify(images: Tensor, classifier: FashionClassifier | None = None,
+             batch_size: int = 500) -> tuple[np.ndarray, Tensor]:
+    """The classifier's penultimate features (N, D), float64, and predicted classes (N,)
+    of images (N, 1, 28, 28) in [-1, 1] on any device (moved to the classifier's), from
+    one forward pass per batch."""
+    _check_images("images", images)
+    check_int("batch_size", batch_size, minimum=1)
+    if classifier is None:
+        classifier = _default_classifier(images.device)
+    device = next(classifier.parameters()).device
+    was_training = classifier.training
+    classifier.eval()  # BatchNorm running statistics, no dropout
+    feats, preds = [], []
+    try:
+        for i in range(0, len(images), batch_size):
+            f, logits = classifier.features_and_logits(images[i:i + batch_size].to(device).float())
+            feats.append(f.cpu())                       # (b, D)
+            preds.append(logits.argmax(1).cpu())        # (b,)
+    finally:
+        classifier.train(was_training)
+    return torch.cat(feats).double().numpy(), torch.cat(preds)
+
+
+def features(images: Tensor, classifier: FashionClassifier | None = None,
+             batch_size: int = 500) -> np.ndarray:
+    """The classifier's penultimate features (N, D), float64, of images (N, 1, 28, 28)
+    in [-1, 1] on any device (moved to the classifier's)."""
+    return classify(images, classifier, batch_size)[0]
+
+
+def feature_statistics(images: Tensor, classifier: FashionClassifier | None = None,
+                       batch_size: int = 500) -> tuple[np.ndarray, np.ndarray]:
+    """Mean (D,) and covariance (D, D), in float64, of the classifier's penultimate features.
+
+    images:     (N, 1, 28, 28) in [-1, 1], N >= 2, on any device (moved to the classifier's).
+    classifier: default the shipped one (``load_classifier()``), on the images' device.
+    batch_size: images per forward pass; changes memory use, not the result.
+    """
+    feats = features(images, classifier, batch_size)
+    return feats.mean(axis=0), np.cov(feats, rowvar=False)

@@ -25,7 +25,7 @@ import time
 
 import torch
 
-from .recipe import TrainConfig
+from .train_config import TrainConfig
 
 _UNSET = object()
 
@@ -123,7 +123,7 @@ def main(argv=None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     from .data import load_fashion_mnist
-    from .trainer import Trainer
+    from .fast_trainer import Trainer
     data, labels = load_fashion_mnist("train", root=args.data_root)
     trainer = Trainer(cfg, data=data, labels=labels if cfg.num_classes else None,
                       checkpoint=args.checkpoint, init_weights=args.init_weights,

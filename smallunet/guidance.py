@@ -5,7 +5,7 @@ and at what price:
 
 * **fidelity to the class**: does the project's classifier (``smallunet.classifier``)
   see the class that was asked for? (``accuracy``, overall and per class)
-* **quality and diversity**: the FID-like score of ``smallunet.evaluation``, pooled
+* **quality and diversity**: the FID-like score of ``smallunet.distances``, pooled
   (all samples against all 10,000 test images: the protocol's number, comparable with
   the unconditional model's at the same n) and per class (the samples of one class
   against the 1,000 test images of that class, beside the floor of real training
@@ -30,7 +30,9 @@ import torch
 from torch import Tensor, nn
 
 from ._checks import check_float, check_int
-from .evaluation import PROTOCOL, classify, frechet_distance, generate, kid, reference_features
+from .classifier import classify
+from .distances import frechet_distance, kid
+from .protocol import PROTOCOL, generate, reference_features
 from .schedules import ScheduleLogLinear
 
 

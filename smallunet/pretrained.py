@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from .checkpoint import read_weights
-from .recipe import TrainConfig, build_model
+from .train_config import TrainConfig, build_model
 from .unet import Unet
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"

@@ -6,7 +6,7 @@ import sys
 
 import torch
 
-from smallunet.trainer import Trainer, TrainConfig
+from smallunet import Trainer, TrainConfig
 
 out = sys.argv[1]
 max_steps = int(sys.argv[2]) if len(sys.argv) > 2 else 4
@@ -15,7 +15,7 @@ skew = len(sys.argv) > 3 and sys.argv[3] == "skew"
 budget = dict(max_steps=None, minutes=0.05) if skew else dict(max_steps=max_steps)
 if skew and os.environ.get("RANK") == "1":
     # rank 1's clock runs an hour ahead: by its own clock its 3 s budget is spent at once
-    import smallunet.trainer as trainer_module
+    import smallunet.fast_trainer as trainer_module
     real_time = trainer_module.time.time
     trainer_module.time = type("SkewedClock", (), {"time": staticmethod(lambda: real_time() + 3600)})
 cfg = TrainConfig(in_dim=8, ch=32, ch_mult=(1, 2), attn_resolutions=(4,), N=50,

@@ -1,4 +1,4 @@
-"""smallunet.book.inspect: the skip trace, the level table, FLOPs per stage and the
+"""smallunet.book.anatomy: the skip trace, the level table, FLOPs per stage and the
 attention maps agree with the model they were recorded from."""
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from smallunet import AttnBlock, Scaled, Unet
 from smallunet.book.costs import count_parameters, dit_cost, flop_counter
-from smallunet.book.inspect import (attention_maps, flop_counts, level_table, pop_modules,
+from smallunet.book.anatomy import (attention_maps, flop_counts, level_table, pop_modules,
                                     push_modules, skip_ablation, skip_trace, stages, zero_skip)
 
 # (in_dim, ch, ch_mult, num_res_blocks, attn_resolutions): small, and the book's model
@@ -96,7 +96,7 @@ def test_mean_ablation_replaces_the_skip_by_its_batch_mean():
         handle = pops[0][1].register_forward_pre_hook(lambda m, a: seen.__setitem__("in", a[0].clone()))
         model(x, sigma)                                    # ... then ours records what the block gets
         handle.remove()
-    from smallunet.book.inspect import _out_channels
+    from smallunet.book.anatomy import _out_channels
     skip = seen["in"][:, -_out_channels(push):]            # the skip's channels, at the end
     torch.testing.assert_close(skip, skip.mean(0, keepdim=True).expand_as(skip))
 

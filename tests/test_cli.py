@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from smallunet.cli import build_parser, parse_args
-from smallunet.recipe import TrainConfig
+from smallunet.train_config import TrainConfig
 
 
 def test_every_config_field_is_a_flag():

@@ -15,7 +15,7 @@ SCRIPT = textwrap.dedent("""
     torch.set_num_threads(1)
     import smallunet
     from smallunet import Trainer, TrainConfig, samples, ScheduleLogLinear, load_pretrained
-    from smallunet import evaluation, cli  # noqa: F401
+    from smallunet import cli, distances, protocol  # noqa: F401
     cfg = TrainConfig(in_dim=8, ch=32, ch_mult=(1, 2), attn_resolutions=(4,), N=20, batch_size=4,
                       epochs=None, max_steps=2, sigma_dist="mix", loss_weight="min_snr")
     t = Trainer(cfg, data=torch.rand(8, 1, 8, 8) * 2 - 1, device="cpu", progress=False)

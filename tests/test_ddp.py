@@ -101,7 +101,7 @@ def _fake_two_process_run(monkeypatch, calls, stop_at):
 def _start_trainer_as_rank_1_of_2(monkeypatch, device, stop_at):
     """What a Trainer on ``device`` did before the faked process group stopped it."""
     import torch
-    from smallunet.trainer import Trainer, TrainConfig
+    from smallunet import Trainer, TrainConfig
     calls = []
     _fake_two_process_run(monkeypatch, calls, stop_at=stop_at)
     cfg = TrainConfig(in_dim=8, ch=32, ch_mult=(1,), attn_resolutions=(), N=50, batch_size=8, epochs=None, max_steps=1)

@@ -1,11 +1,11 @@
-"""FastDropout: the trainer's dropout on the CPU (smallunet.dropout)."""
+"""FastDropout: the trainer's dropout on the CPU (smallunet.cpu_speedups)."""
 import pytest
 import torch
 from torch import nn
 
 from smallunet import Scaled, Unet
-from smallunet.dropout import FastDropout, effective_p, keep_mask, use_fast_dropout
-from smallunet.trainer import Trainer, TrainConfig
+from smallunet import Trainer, TrainConfig
+from smallunet.cpu_speedups import FastDropout, effective_p, keep_mask, use_fast_dropout
 
 
 def test_effective_p_is_p_rounded_to_2_to_the_minus_15():

@@ -7,7 +7,7 @@ import torch
 from smallunet import CondEmbedderLabel, Scaled, Unet
 from smallunet.classifier import load_classifier
 from smallunet.data import load_fashion_mnist
-from smallunet.evaluation import frechet_distance
+from smallunet.distances import frechet_distance
 from smallunet.guidance import (class_labels, classify, guidance_sweep, nearest_neighbours,
                                 recommend_scale, score_classes)
 

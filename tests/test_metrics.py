@@ -11,7 +11,8 @@ import torch
 from smallunet.checkpoint import sha256_of
 from smallunet.classifier import CLASSIFIER_SHA256, WEIGHTS_PATH, FashionClassifier, load_classifier
 from smallunet.data import load_fashion_mnist
-from smallunet.evaluation import feature_statistics, fid, frechet_distance
+from smallunet.classifier import feature_statistics
+from smallunet.distances import fid, frechet_distance
 
 
 def random_covariance(rng, d: int) -> np.ndarray:
@@ -142,7 +143,7 @@ def test_frechet_matches_scipy_sqrtm():
 
 
 def test_kid_is_unbiased_and_detects_a_shift():
-    from smallunet.evaluation import kid
+    from smallunet.distances import kid
     rng = np.random.default_rng(0)
     same = [kid(rng.standard_normal((200, 8)), rng.standard_normal((200, 8)), subsets=1, seed=s)[0]
             for s in range(20)]
@@ -161,11 +162,11 @@ def test_kid_is_unbiased_and_detects_a_shift():
 
 
 def test_reference_features_are_cached_under_the_hash(test_split, tmp_path, monkeypatch):
-    from smallunet import evaluation
+    from smallunet import protocol
     monkeypatch.setenv("SMALLUNET_EVAL_CACHE", str(tmp_path))
-    feats = evaluation.reference_features()
+    feats = protocol.reference_features()
     cached = list(tmp_path.glob("test_features_*.npy"))
     assert len(cached) == 1 and feats.shape == (10000, 128)
     np.save(cached[0], feats[:5])                       # the cache is what is read back
-    assert evaluation.reference_features().shape == (5, 128)
-    assert evaluation.reference_features(cache=False).shape == (10000, 128)
+    assert protocol.reference_features().shape == (5, 128)
+    assert protocol.reference_features(cache=False).shape == (10000, 128)

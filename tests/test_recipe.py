@@ -8,10 +8,10 @@ import torch
 
 from smallunet import CondEmbedderLabel, PredV, Scaled, Unet
 from smallunet.checkpoint import load_checked
-from smallunet.recipe import (TrainConfig, build_model, draw_sigmas, loss_weights, lr_factor,
-                              zero_last_convs)
-from smallunet.trainer import Trainer
-from smallunet.training import denoiser_loss
+from smallunet.fast_trainer import Trainer
+from smallunet.plain_training import denoiser_loss
+from smallunet.train_config import TrainConfig, build_model, zero_last_convs
+from smallunet.train_recipe import draw_sigmas, loss_weights, lr_factor
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -10,8 +10,7 @@ import torch
 
 from smallunet.checkpoint import read_weights, sha256_of
 from smallunet.device import auto_precision
-from smallunet.recipe import TrainConfig
-from smallunet.trainer import Trainer
+from smallunet import Trainer, TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -4,7 +4,7 @@ project's protocol, so the manifest's number is one anyone can re-measure."""
 import pytest
 import torch
 
-from smallunet import evaluation
+from smallunet import protocol
 from smallunet.pretrained import load_pretrained, pretrained_info
 
 pytestmark = pytest.mark.slow
@@ -14,7 +14,7 @@ def test_the_shipped_checkpoints_recorded_score_reproduces():
     info = pretrained_info()
     m = info["metrics"]
     assert m["weights_sha256"] == info["sha256"], "the manifest's metrics are for other weights"
-    result = evaluation.evaluate(load_pretrained(), n=m["n"], seed=m["seed"],
+    result = protocol.evaluate(load_pretrained(), n=m["n"], seed=m["seed"],
                                  bf16=m["precision"] != "fp32", progress=False)
     # the same weights, noise and sampler: equal up to floating-point summation order
     # across machines and thread counts

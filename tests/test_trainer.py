@@ -6,7 +6,8 @@ import torch
 
 from smallunet.checkpoint import load_checked, read_metadata, sha256_of
 from smallunet.pretrained import load_pretrained
-from smallunet.trainer import Trainer, TrainConfig, ema_multi_avg_fn
+from smallunet import Trainer, TrainConfig
+from smallunet.ema import ema_multi_avg_fn
 
 pytestmark = pytest.mark.usefixtures("one_thread")   # tiny models: one thread is faster
 
