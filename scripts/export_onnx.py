@@ -118,12 +118,12 @@ def up_to_date(name: str, out: Path) -> bool:
 def live_config(names=NAMES) -> dict:
     """What the live sampler's page needs besides the .onnx files, taken from the package
     on every build (book/_ext/live_sampler.py writes it into the page's script): the
-    defaults of the book's sampler (evaluation.PROTOCOL), and for each model its file,
+    defaults of the book's sampler (protocol.PROTOCOL), and for each model its file,
     its classes, its recommended guidance scale, and the noise levels of its schedule,
     ``ScheduleLogLinear(N, sigma_min, sigma_max).sigmas`` as float32 (the page picks
     ``sample_sigmas(steps)`` from them with the same index rule as schedules.py)."""
     from smallunet.data import CLASS_NAMES
-    from smallunet.evaluation import PROTOCOL
+    from smallunet.protocol import PROTOCOL
     from smallunet.schedules import ScheduleLogLinear
 
     models = {}
