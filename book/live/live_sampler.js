@@ -423,9 +423,9 @@
         const what = heun ? "samples_heun" : `samples, gam ${v.gam}, mu ${v.mu}`;
         status.textContent = `Done: ${v.steps} steps of ${what}, seed ${v.seed}` +
           (model.num_classes ? `, class ${v.label} (${model.class_names[v.label]}), guidance ${v.cfgScale}` : "") + ".";
-        timing.textContent = `${r.passes} network passes, ${r.msPerPass.toFixed(1)} ms each (median)` +
-          (r.batch === 2 ? " (a batch of 2: the class and the null class)" : "") +
-          ` (the first, with set-up: ${r.msFirst.toFixed(0)} ms); ${r.backend}.`;
+        timing.textContent = `${r.passes} network passes, median ${r.msPerPass.toFixed(1)} ms each` +
+          (r.batch === 2 ? ", each a batch of 2 (the class and the null class)" : "") +
+          `; the first, with set-up, ${r.msFirst.toFixed(0)} ms; ${r.backend}.`;
         root.setAttribute("data-backend", r.backend);
         root.setAttribute("data-ms-per-pass", r.msPerPass.toFixed(2));
         root.setAttribute("data-state", "done");
