@@ -225,3 +225,20 @@ def test_readme_quotes_the_conditional_manifest():
     m = info["metrics"]
     assert m["weights_sha256"] == info["sha256"], "the conditional manifest's metrics describe other weights"
     assert f"**s = {info['recommended_cfg_scale']:g}**" in readme and f"**{m['accuracy']:.1%}**" in readme
+
+
+def test_gpu_full_recipe_script_rehearses_on_the_cpu(tmp_path):
+    """scripts/gpu_full_recipe.sh, the script a lent GPU runs first (issue 22, point 6),
+    rehearsed tiny on the CPU: benchmark, training, export and score all leave their files."""
+    out = tmp_path / "out"
+    env = {**__import__("os").environ, "GPU_RECIPE_TINY": "1", "OUT": str(out), "CKPT": str(tmp_path / "ckpt.safetensors"), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(["bash", ROOT / "scripts" / "gpu_full_recipe.sh"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    bench = json.loads((out / "throughput.json").read_text())
+    assert {"ours", "baseline"} <= set(json.dumps(bench).split('"')), bench
+    info = json.loads((out / "unet_fashion_gpu.json").read_text())
+    seg = info["segments"][0]
+    assert info["step"] == 4 and seg["command"].startswith("python -m smallunet --batch-size 8")
+    assert (out / "unet_fashion_gpu_raw.safetensors").is_file()
+    assert '"fid":' in (out / "evaluate.txt").read_text()
