@@ -88,6 +88,40 @@ def check_sigma(sigma, batch: int) -> torch.Tensor:
     return sigma
 
 
+def check_ch_mult(ch_mult) -> tuple[int, ...]:
+    """Unet's ``ch_mult``: a non-empty tuple of positive ints."""
+    if isinstance(ch_mult, (str, bytes)) or not hasattr(ch_mult, "__iter__"):
+        raise TypeError(f"ch_mult must be a tuple of positive ints such as (1, 2, 2), got {ch_mult!r}")
+    ch_mult = tuple(ch_mult)
+    if len(ch_mult) == 0:
+        raise ValueError("ch_mult must hold at least one multiplier (one per resolution), got ()")
+    for m in ch_mult:
+        if isinstance(m, bool) or not isinstance(m, numbers.Integral):
+            raise TypeError(f"ch_mult must hold ints, got {ch_mult!r} (bad entry {m!r}, "
+                            f"{type(m).__name__})")
+        if m < 1:
+            raise ValueError(f"ch_mult must hold positive ints, got {ch_mult!r} (bad entry {m!r})")
+    return tuple(int(m) for m in ch_mult)
+
+
+def check_attn_resolutions(attn_resolutions, resolutions: list[int]) -> tuple[int, ...]:
+    """Unet's ``attn_resolutions``: a tuple of ints, each one of the model's ``resolutions``."""
+    if isinstance(attn_resolutions, numbers.Integral):
+        raise TypeError(f"attn_resolutions must be a tuple of ints such as ({attn_resolutions},), "
+                        f"got the int {attn_resolutions}")
+    if isinstance(attn_resolutions, (str, bytes)) or not hasattr(attn_resolutions, "__iter__"):
+        raise TypeError(f"attn_resolutions must be a tuple of ints such as (16,), got {attn_resolutions!r}")
+    attn_resolutions = tuple(attn_resolutions)
+    for r in attn_resolutions:
+        if isinstance(r, bool) or not isinstance(r, numbers.Integral):
+            raise TypeError(f"attn_resolutions must hold ints, got {attn_resolutions!r} "
+                            f"(bad entry {r!r}, {type(r).__name__})")
+        if r not in resolutions:
+            raise ValueError(f"attn_resolutions={attn_resolutions} holds {r}, which the model never "
+                             f"reaches: its resolutions are {tuple(resolutions)}")
+    return attn_resolutions
+
+
 def _autocast_on(device_type: str) -> bool:
     try:
         return torch.is_autocast_enabled(device_type)

@@ -40,7 +40,7 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, N, D) -> (B, N, D)"""
         q, k, v = self.qkv_heads(x)         # each (B, heads, N, head_dim)
-        x = scaled_dot_product_attention(q, k, v)   # (B, heads, N, head_dim)
+        x = scaled_dot_product_attention(q, k, v)   # (B, heads, N, d)
         x = rearrange(x, "b h n k -> b n (h k)")   # (B, N, D)
         return self.proj(x)
 

@@ -86,17 +86,26 @@ class CondEmbedderLabel(nn.Module):
 
     def forward(self, labels: torch.Tensor) -> torch.Tensor:
         """(B,) integer labels -> (B, hidden_size)"""
-        check_tensor("labels", labels)
-        if labels.dim() != 1 or labels.dtype.is_floating_point or labels.dtype == torch.bool:
-            raise ValueError(f"labels must be a 1-D integer tensor (B,), got dtype {labels.dtype} "
-                             f"and shape {tuple(labels.shape)}")
-        # The range is read (two host syncs) only for labels on the CPU and outside
-        # torch.compile; on an accelerator the entry points (samples, Trainer) check it once.
-        if (labels.device.type == "cpu" and not torch.compiler.is_compiling() and labels.numel()
-                and (int(labels.min()) < 0 or int(labels.max()) > self.null_cond)):
-            raise ValueError(f"labels must be in [0, {self.num_classes}] ({self.num_classes} is the "
-                             f"null class), got values from {int(labels.min())} to {int(labels.max())}")
-        if self.training:  # drawn even when dropout_prob == 0: the same random stream as smalldiffusion
-            drop = torch.rand(labels.shape[0], device=labels.device) < self.dropout_prob
+        _check_labels(labels, self.num_classes)
+        if self.training:  # drawn even when dropout_prob == 0: the
+            # same random stream as smalldiffusion's
+            drop = torch.rand(labels.shape[0], device=labels.device)
+            drop = drop < self.dropout_prob    # these: the null class
             labels = torch.where(drop, self.null_cond, labels)
         return self.mlp(self.embeddings(labels))
+
+
+# --- the checks, one call away from the embeddings above -------------------------------------
+def _check_labels(labels, num_classes: int) -> None:
+    """Labels are a 1-D integer tensor (B,) in [0, num_classes] (num_classes: the null
+    class)."""
+    check_tensor("labels", labels)
+    if labels.dim() != 1 or labels.dtype.is_floating_point or labels.dtype == torch.bool:
+        raise ValueError(f"labels must be a 1-D integer tensor (B,), got dtype {labels.dtype} "
+                         f"and shape {tuple(labels.shape)}")
+    # The range is read (two host syncs) only for labels on the CPU and outside
+    # torch.compile; on an accelerator the entry points (samples, Trainer) check it once.
+    if (labels.device.type == "cpu" and not torch.compiler.is_compiling() and labels.numel()
+            and (int(labels.min()) < 0 or int(labels.max()) > num_classes)):
+        raise ValueError(f"labels must be in [0, {num_classes}] ({num_classes} is the "
+                         f"null class), got values from {int(labels.min())} to {int(labels.max())}")

@@ -22,19 +22,21 @@ from .device import model_device
 from .schedules import Schedule
 
 
-def training_loop(loader: Iterable,
-                  model: nn.Module,
-                  schedule: Schedule,
-                  epochs: int = 10000,
-                  lr: float = 1e-3,
-                  conditional: bool = False,
-                  optimizer: torch.optim.Optimizer | None = None) -> Iterator[SimpleNamespace]:
+def training_loop(
+    loader: Iterable,                # batches: images, or (images, labels)
+    model: nn.Module,                # a ModelMixin such as Scaled(Unet)
+    schedule: Schedule,
+    epochs: int = 10000,
+    lr: float = 1e-3,                # AdamW's, when no optimizer is given
+    conditional: bool = False,       # batches are (images, labels)
+    optimizer: torch.optim.Optimizer | None = None,
+) -> Iterator[SimpleNamespace]:
     """smalldiffusion's training loop in plain PyTorch.
 
-    For each batch of ``loader`` (moved to the model's device) it computes the
-    loss and yields a namespace holding ``loss``, ``x0``, ``sigma``, ``eps``,
-    ``cond``, ``model``, ``optimizer`` and the ``epoch``, then steps AdamW.
-    The arguments are checked when ``training_loop`` is called.
+    For each batch of ``loader`` (moved to the model's device) it computes
+    the loss and yields a namespace holding ``loss``, ``x0``, ``sigma``,
+    ``eps``, ``cond``, ``model``, ``optimizer`` and the ``epoch``, then
+    steps AdamW. The arguments are checked when it is called.
     """
     _check_training_loop(loader, model, schedule, epochs, lr, optimizer)
     optimizer = optimizer or torch.optim.AdamW(model.parameters(), lr=lr)
@@ -48,8 +50,8 @@ def training_loop(loader: Iterable,
                 x0, sigma, eps, cond = generate_train_sample(
                     _to(batch, device), schedule, conditional)
                 loss = denoiser_loss(model, x0, sigma, eps, cond=cond)
-                yield SimpleNamespace(loss=loss, x0=x0, sigma=sigma, eps=eps,
-                                      cond=cond, model=model,
+                yield SimpleNamespace(loss=loss, x0=x0, sigma=sigma,
+                                      eps=eps, cond=cond, model=model,
                                       optimizer=optimizer, epoch=epoch)
                 loss.backward()
                 optimizer.step()

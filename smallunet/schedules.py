@@ -19,17 +19,7 @@ class Schedule:
     """An increasing sequence of noise levels ``sigmas`` (N values)."""
 
     def __init__(self, sigmas: torch.Tensor):
-        check_floating("sigmas", sigmas)
-        if sigmas.dim() != 1 or len(sigmas) < 1:
-            raise ValueError(f"sigmas must be a 1-D tensor with at least one value, got shape {tuple(sigmas.shape)}")
-        if not bool((sigmas > 0).all()):
-            raise ValueError(f"sigmas must be > 0 (log(sigma) feeds the embedding), "
-                             f"got min(sigmas)={float(sigmas.min()):.4g}")
-        drops = (sigmas[1:] < sigmas[:-1]).nonzero()
-        if len(drops):
-            i = int(drops[0])
-            raise ValueError(f"sigmas must increase (smallest noise first), got sigmas[{i}]="
-                             f"{float(sigmas[i]):.4g} > sigmas[{i + 1}]={float(sigmas[i + 1]):.4g}")
+        _check_increasing(sigmas)
         self.sigmas = sigmas
 
     def __getitem__(self, i) -> torch.Tensor:
@@ -43,17 +33,17 @@ class Schedule:
                 f"sigma_max={float(self.sigmas.max()):.4g})")
 
     def sample_sigmas(self, steps: int) -> torch.Tensor:
-        """``steps + 1`` decreasing noise levels for sampling with ``steps`` steps.
+        """``steps + 1`` decreasing noise levels for ``steps`` steps.
 
-        The spacing is "trailing" (Lin et al. 2023, table 2): the first level is the
-        largest of the schedule, the others are spaced evenly in index down to index
-        0, and the smallest level (index 0) ends the sequence.
+        The spacing is "trailing" (Lin et al. 2023, table 2): the first
+        level is the largest of the schedule, the others are spaced evenly
+        in index down to index 0, and the smallest level (index 0) ends the
+        sequence.
         """
-        check_int("steps", steps, minimum=1)
-        if steps > len(self):
-            raise ValueError(f"steps={steps} must be at most the schedule's length N={len(self)}")
-        indices = list((len(self) * (1 - np.arange(0, steps) / steps)).round().astype(np.int64) - 1)
-        return self[indices + [0]]
+        _check_steps(steps, len(self))
+        t = 1 - np.arange(0, steps) / steps           # 1, ..., 1/steps
+        indices = (len(self) * t).round().astype(np.int64) - 1
+        return self[list(indices) + [0]]
 
     def sample_batch(self, x0: torch.Tensor) -> torch.Tensor:
         """One noise level per example of ``x0``, drawn uniformly from the schedule:
@@ -70,25 +60,15 @@ def sigmas_from_betas(betas: torch.Tensor) -> torch.Tensor:
     return (1 / torch.cumprod(1.0 - betas, dim=0) - 1).sqrt()
 
 
-def _check_n_betas(N, beta_start, beta_end):
-    check_int("N", N, minimum=1)
-    check_float("beta_start", beta_start, low=0.0, high=1.0, low_open=True, high_open=True)
-    check_float("beta_end", beta_end, low=0.0, high=1.0, low_open=True, high_open=True)
-    if beta_start > beta_end:
-        raise ValueError(f"beta_start={beta_start} must be <= beta_end={beta_end}")
-
-
 class ScheduleLogLinear(Schedule):
     """N levels evenly spaced in log(sigma) from sigma_min to sigma_max."""
 
-    def __init__(self, N: int, sigma_min: float = 0.02, sigma_max: float = 10):
-        check_int("N", N, minimum=1)
-        check_float("sigma_min", sigma_min, low=0.0, low_open=True)
-        check_float("sigma_max", sigma_max, low=0.0, low_open=True)
-        if sigma_min >= sigma_max:
-            raise ValueError(f"sigma_min={sigma_min} must be smaller than sigma_max={sigma_max}")
+    def __init__(self, N: int, sigma_min: float = 0.02,
+                 sigma_max: float = 10):
+        _check_log_linear(N, sigma_min, sigma_max)
         self.sigma_min, self.sigma_max = sigma_min, sigma_max
-        super().__init__(torch.logspace(math.log10(sigma_min), math.log10(sigma_max), N))
+        lo, hi = math.log10(sigma_min), math.log10(sigma_max)
+        super().__init__(torch.logspace(lo, hi, N))
 
 
 class ScheduleDDPM(Schedule):
@@ -130,3 +110,41 @@ class ScheduleCosine(Schedule):
             return np.cos((t + 0.008) / 1.008 * np.pi / 2) ** 2
         betas = [min(1 - alpha_bar((i + 1) / N) / alpha_bar(i / N), max_beta) for i in range(N)]
         super().__init__(sigmas_from_betas(torch.tensor(betas, dtype=torch.float32)))
+
+
+# --- the checks, one call away from the schedules above --------------------------------------
+def _check_increasing(sigmas) -> None:
+    """A 1-D floating tensor of positive, increasing noise levels."""
+    check_floating("sigmas", sigmas)
+    if sigmas.dim() != 1 or len(sigmas) < 1:
+        raise ValueError(f"sigmas must be a 1-D tensor with at least one value, got shape {tuple(sigmas.shape)}")
+    if not bool((sigmas > 0).all()):
+        raise ValueError(f"sigmas must be > 0 (log(sigma) feeds the embedding), "
+                         f"got min(sigmas)={float(sigmas.min()):.4g}")
+    drops = (sigmas[1:] < sigmas[:-1]).nonzero()
+    if len(drops):
+        i = int(drops[0])
+        raise ValueError(f"sigmas must increase (smallest noise first), got sigmas[{i}]="
+                         f"{float(sigmas[i]):.4g} > sigmas[{i + 1}]={float(sigmas[i + 1]):.4g}")
+
+
+def _check_steps(steps, n: int) -> None:
+    check_int("steps", steps, minimum=1)
+    if steps > n:
+        raise ValueError(f"steps={steps} must be at most the schedule's length N={n}")
+
+
+def _check_log_linear(N, sigma_min, sigma_max) -> None:
+    check_int("N", N, minimum=1)
+    check_float("sigma_min", sigma_min, low=0.0, low_open=True)
+    check_float("sigma_max", sigma_max, low=0.0, low_open=True)
+    if sigma_min >= sigma_max:
+        raise ValueError(f"sigma_min={sigma_min} must be smaller than sigma_max={sigma_max}")
+
+
+def _check_n_betas(N, beta_start, beta_end):
+    check_int("N", N, minimum=1)
+    check_float("beta_start", beta_start, low=0.0, high=1.0, low_open=True, high_open=True)
+    check_float("beta_end", beta_end, low=0.0, high=1.0, low_open=True, high_open=True)
+    if beta_start > beta_end:
+        raise ValueError(f"beta_start={beta_start} must be <= beta_end={beta_end}")

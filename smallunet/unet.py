@@ -2,14 +2,13 @@
 resolutions, joined by a stack of skip connections."""
 from __future__ import annotations
 
-import numbers
 from itertools import pairwise
 
 import torch
 from torch import nn
 
-from ._checks import (check_dtype, check_float, check_floating, check_groups, check_image, check_int,
-                      check_sigma)
+from ._checks import (check_attn_resolutions, check_ch_mult, check_dtype, check_float, check_floating,
+                      check_groups, check_image, check_int, check_sigma)
 from .attention import AttnBlock
 from .embedding import SigmaEmbedderSinCos
 from .norm import Normalize
@@ -26,38 +25,6 @@ class CondSequential(nn.Sequential):
         for module in self._modules.values():
             x = module(x, cond)
         return x
-
-
-def _check_ch_mult(ch_mult) -> tuple[int, ...]:
-    if isinstance(ch_mult, (str, bytes)) or not hasattr(ch_mult, "__iter__"):
-        raise TypeError(f"ch_mult must be a tuple of positive ints such as (1, 2, 2), got {ch_mult!r}")
-    ch_mult = tuple(ch_mult)
-    if len(ch_mult) == 0:
-        raise ValueError("ch_mult must hold at least one multiplier (one per resolution), got ()")
-    for m in ch_mult:
-        if isinstance(m, bool) or not isinstance(m, numbers.Integral):
-            raise TypeError(f"ch_mult must hold ints, got {ch_mult!r} (bad entry {m!r}, "
-                            f"{type(m).__name__})")
-        if m < 1:
-            raise ValueError(f"ch_mult must hold positive ints, got {ch_mult!r} (bad entry {m!r})")
-    return tuple(int(m) for m in ch_mult)
-
-
-def _check_attn_resolutions(attn_resolutions, resolutions: list[int]) -> tuple[int, ...]:
-    if isinstance(attn_resolutions, numbers.Integral):
-        raise TypeError(f"attn_resolutions must be a tuple of ints such as ({attn_resolutions},), "
-                        f"got the int {attn_resolutions}")
-    if isinstance(attn_resolutions, (str, bytes)) or not hasattr(attn_resolutions, "__iter__"):
-        raise TypeError(f"attn_resolutions must be a tuple of ints such as (16,), got {attn_resolutions!r}")
-    attn_resolutions = tuple(attn_resolutions)
-    for r in attn_resolutions:
-        if isinstance(r, bool) or not isinstance(r, numbers.Integral):
-            raise TypeError(f"attn_resolutions must hold ints, got {attn_resolutions!r} "
-                            f"(bad entry {r!r}, {type(r).__name__})")
-        if r not in resolutions:
-            raise ValueError(f"attn_resolutions={attn_resolutions} holds {r}, which the model never "
-                             f"reaches: its resolutions are {tuple(resolutions)}")
-    return attn_resolutions
 
 
 class Unet(nn.Module, ModelMixin):
@@ -95,28 +62,9 @@ class Unet(nn.Module, ModelMixin):
                  ):
         super().__init__()
         # 0. Check the settings before building anything.
-        check_int("in_dim", in_dim, minimum=1)
-        check_int("in_ch", in_ch, minimum=1)
-        check_int("out_ch", out_ch, minimum=1)
-        check_int("ch", ch, minimum=1)
-        check_groups("ch", ch)
-        ch_mult = _check_ch_mult(ch_mult)
-        for m in ch_mult:
-            check_groups(f"ch * {m} (ch={ch}, ch_mult={ch_mult})", ch * m)
-        check_int("embed_ch_mult", embed_ch_mult, minimum=1)
-        check_int("num_res_blocks", num_res_blocks, minimum=1)  # with 0, no block widens ch to ch * m
-        check_float("dropout", dropout, low=0.0, high=1.0, high_open=True)
-        factor = 2 ** (len(ch_mult) - 1)
-        if in_dim % factor != 0:
-            raise ValueError(
-                f"in_dim={in_dim} must be divisible by {factor} = 2**(len(ch_mult)-1) with "
-                f"ch_mult={ch_mult}: each Downsample floors an odd size (7 -> 3) and the "
-                f"Upsample that mirrors it doubles (3 -> 6), so the skips would not fit")
-        resolutions = [in_dim // 2 ** i for i in range(len(ch_mult))]
-        attn_resolutions = _check_attn_resolutions(attn_resolutions, resolutions)
-        for name, module in (("sig_embed", sig_embed), ("cond_embed", cond_embed)):
-            if module is not None and not isinstance(module, nn.Module):
-                raise TypeError(f"{name} must be an nn.Module or None, got {type(module).__name__}")
+        ch_mult, attn_resolutions = _check_unet_args(
+            in_dim, in_ch, out_ch, ch, ch_mult, embed_ch_mult, num_res_blocks,
+            attn_resolutions, dropout, sig_embed, cond_embed)
 
         self.ch = ch
         self.in_dim = in_dim
@@ -191,36 +139,19 @@ class Unet(nn.Module, ModelMixin):
     def embed(self, x: torch.Tensor, sigma: torch.Tensor,
               cond: torch.Tensor | None) -> torch.Tensor:
         """The embedding every ResnetBlock receives: (B, temb_ch)."""
-        check_sigma(sigma, x.shape[0])
-        if self.cond_embed is None and cond is not None:
-            raise ValueError("this Unet is unconditional (cond_embed is "
-                             "None) but got cond; pass cond=None, or build "
-                             "the Unet with "
-                             "cond_embed=CondEmbedderLabel(...)")
+        self._check_embed(x, sigma, cond)
         one = sigma.numel() == 1             # one sigma for the whole batch
         sigma = sigma.reshape(()) if one else sigma.reshape(-1)
         emb = self.sig_embed(x.shape[0], sigma)          # (B, temb_ch)
         if self.cond_embed is not None:
-            if cond is None:
-                raise ValueError("this Unet is conditional (cond_embed is "
-                                 "set): pass labels, cond of shape "
-                                 f"({x.shape[0]},)")
-            is_tensor = isinstance(cond, torch.Tensor)
-            if not is_tensor or cond.shape[:1] != x.shape[:1]:
-                got = (tuple(cond.shape) if is_tensor
-                       else type(cond).__name__)
-                raise ValueError("cond must have the batch of x "
-                                 f"({x.shape[0]},), got {got}")
-            emb = emb + self.cond_embed(cond)
+            emb = emb + self.cond_embed(cond)            # (B, temb_ch)
         return emb
 
     def forward(self, x: torch.Tensor, sigma: torch.Tensor,
                 cond: torch.Tensor | None = None) -> torch.Tensor:
         """(B, in_ch, in_dim, in_dim), sigma with 1 or B values
         -> (B, out_ch, in_dim, in_dim)"""
-        check_image("x", x, channels=self.in_ch, size=self.in_dim)
-        check_floating("x", x)
-        check_dtype("x", x, self.conv_in.weight)
+        self._check_input(x)
         # 1. Embeddings
         emb = self.embed(x, sigma, cond)              # (B, temb_ch)
 
@@ -244,3 +175,55 @@ class Unet(nn.Module, ModelMixin):
 
         # 5. Out
         return self.out_layer(h)                      # (B, out_ch, H, W)
+
+    # --- the checks, one call away from embed and forward ----------------------------------
+    def _check_input(self, x: torch.Tensor) -> None:
+        """x must be (B, in_ch, in_dim, in_dim), floating, in the weights' dtype."""
+        check_image("x", x, channels=self.in_ch, size=self.in_dim)
+        check_floating("x", x)
+        check_dtype("x", x, self.conv_in.weight)
+
+    def _check_embed(self, x: torch.Tensor, sigma: torch.Tensor, cond) -> None:
+        """sigma holds 1 or B values; cond holds B labels exactly when the Unet is
+        conditional."""
+        check_sigma(sigma, x.shape[0])
+        if self.cond_embed is None and cond is not None:
+            raise ValueError("this Unet is unconditional (cond_embed is None) but got cond; pass "
+                             "cond=None, or build the Unet with cond_embed=CondEmbedderLabel(...)")
+        if self.cond_embed is not None:
+            if cond is None:
+                raise ValueError(f"this Unet is conditional (cond_embed is set): pass labels, cond "
+                                 f"of shape ({x.shape[0]},)")
+            is_tensor = isinstance(cond, torch.Tensor)
+            if not is_tensor or cond.shape[:1] != x.shape[:1]:
+                got = tuple(cond.shape) if is_tensor else type(cond).__name__
+                raise ValueError(f"cond must have the batch of x ({x.shape[0]},), got {got}")
+
+
+# --- the checks of Unet's settings ----------------------------------------------------------
+def _check_unet_args(in_dim, in_ch, out_ch, ch, ch_mult, embed_ch_mult, num_res_blocks,
+                     attn_resolutions, dropout, sig_embed, cond_embed) -> tuple[tuple, tuple]:
+    """Unet's settings, each checked; returns (ch_mult, attn_resolutions) as tuples."""
+    check_int("in_dim", in_dim, minimum=1)
+    check_int("in_ch", in_ch, minimum=1)
+    check_int("out_ch", out_ch, minimum=1)
+    check_int("ch", ch, minimum=1)
+    check_groups("ch", ch)
+    ch_mult = check_ch_mult(ch_mult)
+    for m in ch_mult:
+        check_groups(f"ch * {m} (ch={ch}, ch_mult={ch_mult})", ch * m)
+    check_int("embed_ch_mult", embed_ch_mult, minimum=1)
+    check_int("num_res_blocks", num_res_blocks, minimum=1)  # with 0, no block widens ch to ch * m
+    check_float("dropout", dropout, low=0.0, high=1.0, high_open=True)
+    factor = 2 ** (len(ch_mult) - 1)
+    if in_dim % factor != 0:
+        raise ValueError(
+            f"in_dim={in_dim} must be divisible by {factor} = 2**(len(ch_mult)-1) with "
+            f"ch_mult={ch_mult}: each Downsample floors an odd size (7 -> 3) and the "
+            f"Upsample that mirrors it doubles (3 -> 6), so the skips would not fit")
+    resolutions = [in_dim // 2 ** i for i in range(len(ch_mult))]
+    attn_resolutions = check_attn_resolutions(attn_resolutions, resolutions)
+    for name, module in (("sig_embed", sig_embed), ("cond_embed", cond_embed)):
+        if module is not None and not isinstance(module, nn.Module):
+            raise TypeError(f"{name} must be an nn.Module or None, got {type(module).__name__}")
+    return ch_mult, attn_resolutions
