@@ -18,22 +18,14 @@ chromium is missing.
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 from pathlib import Path
 
 import pytest
 
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-CHROMIUM = os.environ.get("SMALLUNET_CHROMIUM", "/usr/bin/chromium")
-if not (Path(CHROMIUM).is_file() or shutil.which(CHROMIUM)):
-    pytest.skip(f"chromium is not installed ({CHROMIUM}; apt-get install chromium)", allow_module_level=True)
+from chromium_setup import ALLOWED_ERRORS, ARGS, CHROMIUM, require_browser  # noqa: E402
 
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
-# the theme's own error on every page when launch buttons are on (upstream's, harmless)
-ALLOWED_ERRORS = ("Identifier 'THEBE_JS_URL' has already been declared",)
+sync_api = require_browser()
 MAX_PAGE_BYTES = 6_000_000
 MIN_SHOWN_SHARE = 0.85   # a figure shown smaller than this share of its drawn width has text under ~9 px
 MIN_INTERACTIVE = 6

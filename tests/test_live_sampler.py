@@ -23,27 +23,20 @@ from __future__ import annotations
 
 import functools
 import http.server
-import os
 import re
-import shutil
 import threading
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-CHROMIUM = os.environ.get("SMALLUNET_CHROMIUM", "/usr/bin/chromium")
-if not (Path(CHROMIUM).is_file() or shutil.which(CHROMIUM)):
-    pytest.skip(f"chromium is not installed ({CHROMIUM}; apt-get install chromium)", allow_module_level=True)
+from chromium_setup import ALLOWED_ERRORS, ARGS, CHROMIUM, require_browser  # noqa: E402
+
+sync_api = require_browser()
 
 from smallunet import ScheduleLogLinear, samples, samples_heun  # noqa: E402
 from smallunet.pretrained import load_pretrained, pretrained_info  # noqa: E402
 
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
-ALLOWED_ERRORS = ("Identifier 'THEBE_JS_URL' has already been declared",)   # the theme's (test_browser.py)
 PAGES = {"chapters/08_sampling.html": "unet_fashion", "chapters/09_conditioning.html": "unet_fashion_cond"}
 HEAVY = re.compile(r"/_static/live/(ort/|.*\.onnx$)")
 # ORT's WebAssembly kernels against PyTorch's CPU ones, both fp32 with the same fp16-stored
