@@ -218,7 +218,7 @@ def write(out: dict, results_dir: Path) -> None:
     (results_dir / "recipe.json").write_text(json.dumps(out, indent=1) + "\n")
     lines = ["# Recipe study", "", f"Written by `{out['command']}` on {out['machine']}, torch {out['torch']}.",
              f"Every arm: smalldiffusion's model from scratch, {out['minutes_per_arm']} min of wall clock, then "
-             f"the protocol of `smallunet.evaluation` ({sampler}; mean ± std over the sampling seeds: the "
+             f"the protocol of `smallunet.protocol` ({sampler}; mean ± std over the sampling seeds: the "
              "spread of the score, not of training; each arm is one training run, seed 0).", "",
              f"The arms saw about {arms[next(iter(arms))]['images'] / 60_000:.2f} epochs each: the study ranks "
              "what pays off early in training only, not where a long run ends.", "",

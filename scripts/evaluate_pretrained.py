@@ -92,7 +92,7 @@ def main(argv=None):
     for seg in info.get("segments", []):
         if seg.get("weights_sha256") == sha:
             seg["fid_end"] = {"fid": metrics["fid"], "kid": metrics["kid"], "floor": metrics["floor_fid_mean"],
-                              "protocol": "evaluation.PROTOCOL (n=1000 against all 10,000 test images)"}
+                              "protocol": "protocol.PROTOCOL (n=1000 against all 10,000 test images)"}
     manifest.write_text(json.dumps(info, indent=2) + "\n")
     figures(model, info, metrics, args.bench_dir)
     write_readme(info)

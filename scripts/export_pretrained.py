@@ -71,9 +71,9 @@ def grafted_origin(path: str, weights_dir: Path) -> dict:
 
 
 def _fid_end(metrics: dict) -> dict:
-    if "floor_fid_mean" in metrics:      # scored with evaluation.PROTOCOL
+    if "floor_fid_mean" in metrics:      # scored with protocol.PROTOCOL
         return {"fid": metrics["fid"], "kid": metrics["kid"], "floor": metrics["floor_fid_mean"],
-                "protocol": "evaluation.PROTOCOL (n=1000 against all 10,000 test images)"}
+                "protocol": "protocol.PROTOCOL (n=1000 against all 10,000 test images)"}
     return {"fid": metrics["fid"], "floor": metrics.get("floor"),
             "protocol": "n=1000 samples against 1000 test images (before the 10,000-image reference)"}
 

@@ -173,7 +173,7 @@ def main(argv=None) -> int:
     text = f"""# FID against sampling steps
 
 {args.n} samples per point, scored against all 10,000 FashionMNIST test images with the
-FID-like score of `smallunet.evaluation` (features of the book's FashionMNIST classifier;
+FID-like score of `smallunet.protocol` (features of the book's FashionMNIST classifier;
 not comparable with published FIDs). Every sampler starts from the same noise
 (seed {args.seed}); lower is better. The last row is the real-versus-real floor at the
 same count (`fid_floor({args.n})`, {args.n} training images against the same reference):
