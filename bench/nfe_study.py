@@ -158,6 +158,9 @@ def plot(study: dict, path: Path) -> None:
     ax.set(xscale="log", yscale="log", xlabel="network evaluations (NFE)", ylabel="FID-like score (n = 1000)")
     ax.set_xticks(sorted({p["nfe"] for p in study["points"].values()}))
     ax.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    ax.yaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.legend(fontsize=8, ncols=2)
     ax.grid(alpha=0.3, which="both")
     fig.tight_layout()
@@ -167,7 +170,8 @@ def plot(study: dict, path: Path) -> None:
 
 def report(study: dict, path: Path) -> None:
     s = study["settings"]
-    summ = summary(study) if study.get("floor") and any(p["nfe_target"] == 20 for p in study["points"].values()) else None
+    have = {(p["sampler"], p["nfe_target"]) for p in study["points"].values()}
+    summ = summary(study) if study.get("floor") and ("gam 1.6 (protocol)", 20) in have else None
     text = f"""# FID against network evaluations
 
 {s['n']} samples per point (batches of 250, the protocol's starting noise), sampled with
@@ -237,7 +241,8 @@ def main(argv=None) -> int:
             args.out.parent.mkdir(parents=True, exist_ok=True)
             args.out.write_text(json.dumps(study, indent=2) + "\n")
             print(json.dumps(point), flush=True)
-    if study["points"]:
+            report(study, args.out)                    # the table and plot follow every point
+    if study["points"] and args.report:
         report(study, args.out)
     return 0
 
