@@ -227,6 +227,14 @@ def test_readme_quotes_the_conditional_manifest():
     assert f"**s = {info['recommended_cfg_scale']:g}**" in readme and f"**{m['accuracy']:.1%}**" in readme
 
 
+def can_import(*names: str) -> bool:
+    import importlib.util
+    try:
+        return all(importlib.util.find_spec(n) is not None for n in names)
+    except ModuleNotFoundError:          # a parent package is missing
+        return False
+
+
 def test_gpu_full_recipe_script_rehearses_on_the_cpu(tmp_path):
     """scripts/gpu_full_recipe.sh, the script a lent GPU runs first (issue 22, point 6),
     rehearsed tiny on the CPU: benchmark, training, export and score all leave their files."""
@@ -235,8 +243,11 @@ def test_gpu_full_recipe_script_rehearses_on_the_cpu(tmp_path):
     done = subprocess.run(["bash", ROOT / "scripts" / "gpu_full_recipe.sh"], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    bench = json.loads((out / "throughput.json").read_text())
-    assert {"ours", "baseline"} <= set(json.dumps(bench).split('"')), bench
+    if can_import("smalldiffusion", "accelerate", "torchvision.datasets"):   # not the old-torch CI stub
+        bench = json.loads((out / "throughput.json").read_text())
+        assert {"ours", "baseline"} <= set(json.dumps(bench).split('"')), bench
+    else:                       # the benchmark's baseline cannot run: the script says so and trains on
+        assert "the benchmark did not finish" in done.stdout
     info = json.loads((out / "unet_fashion_gpu.json").read_text())
     seg = info["segments"][0]
     assert info["step"] == 4 and seg["command"].startswith("python -m smallunet --batch-size 8")
