@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import os
 import shlex
 import sys
 import time
@@ -42,7 +41,8 @@ from smallunet.book.plotting.sampling import fid_markdown  # noqa: E402
 from smallunet.protocol import (PROTOCOL, SAMPLERS, features, fid_vs_steps, floor as protocol_floor,  # noqa: E402
                                   frechet_distance, generate)
 from smallunet.pretrained import load_pretrained, pretrained_info  # noqa: E402
-from smallunet.device import bf16_supported, cpu_name  # noqa: E402
+from smallunet.device import bf16_supported  # noqa: E402
+from smallunet.device import machine_name as device_name  # noqa: E402
 
 EXTRA = {"smalldiffusion example": (1.6, 0.0)}   # the sampler of the FashionMNIST example
 
@@ -70,8 +70,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def machine_name(device) -> str:
-    return (torch.cuda.get_device_name(device) if device.type == "cuda"
-            else f"{cpu_name()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads")
+    """The device (smallunet.device.machine_name) and, on the CPU, the torch threads."""
+    name = device_name(device)
+    return name if device.type == "cuda" else f"{name}, {torch.get_num_threads()} torch threads"
 
 
 def precision_study(args, model, info, device, command: str) -> dict:
