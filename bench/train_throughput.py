@@ -62,7 +62,9 @@ FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--batch-size", type=int, default=128, help="training batch (default 128)")
-    p.add_argument("--steps", type=int, default=2, help="optimizer steps per timed repeat (default 2)")
+    p.add_argument("--steps", type=int, default=20,
+                   help="optimizer steps per timed repeat (default 20: a repeat long enough that "
+                        "timer and scheduler noise stay small)")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps per contender first (default 2)")
     p.add_argument("--repeats", type=int, default=5, help="timed repeats per contender (default 5)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: smallunet.default_device())")
@@ -271,7 +273,18 @@ def bench_training(args, device) -> tuple[dict, str]:
             contenders["ours-fp32"], notes["ours-fp32"] = ours_trainer(args.batch_size, device, data, "fp32", args.compile)[0], "(fp32)"
         contenders["baseline"], notes["baseline"] = baseline_loop(args.batch_size, device, root)[0], "(fp32)"
         rates = measure(contenders, args.steps, args.warmup, args.repeats, device, args.blocked)
-    return rates, table(rates, "baseline", "images/s", notes)
+    return rates, table(rates, "baseline", "images/s", notes) + which_row(rates)
+
+
+def which_row(rates: dict) -> str:
+    """What each comparison of the table answers, with its ratio from this run."""
+    m = {name: statistics.median(r) for name, r in rates.items()}
+    if "ours-fp32" not in m:
+        return ""
+    return (f"\n\nWhich row answers what: *is the code faster?* ours-fp32 against the baseline, both fp32: "
+            f"{m['ours-fp32'] / m['baseline']:.2f}x. *Is bf16 faster on this machine?* ours against ours-fp32, "
+            f"the same code: {m['ours'] / m['ours-fp32']:.2f}x. Ours against the baseline "
+            f"({m['ours'] / m['baseline']:.2f}x) is the two together.")
 
 
 def bench_sampling(args, device) -> tuple[dict, str]:

@@ -123,3 +123,39 @@ def test_attention_benchmark_runs_and_writes_its_table(tmp_path):
     assert "| 2, 16, 8 | bfloat16 | forward + backward |" in md.read_text()
     with pytest.raises(ValueError, match="BxNxD"):
         mod.main(["--shapes", "2x16"])
+
+
+def test_throughput_report_says_which_row_answers_what():
+    pytest.importorskip("smalldiffusion")
+    bench = _load_bench()
+    text = bench.which_row({"ours": [60, 62], "ours-fp32": [30, 31], "baseline": [30, 30]})
+    assert "ours-fp32 against the baseline, both fp32: 1.02x" in text
+    assert "ours against ours-fp32, the same code: 2.00x" in text and "(2.03x)" in text
+    assert bench.which_row({"ours": [1.0], "baseline": [1.0]}) == ""     # no fp32 row to compare
+
+
+def _branch_study(scores):
+    arm = lambda sha: dict(weights_sha256=sha, lr_curve=[(0, 0.0), (10, 1e-3), (20, 0.0)])
+    return dict(settings=dict(n=1000), floor=dict(fid_mean=3.0), shipped=dict(weights_sha256="s0"),
+                arms={"a": arm("a1"), "b": arm("b1")}, scores=scores)
+
+
+def test_branch_scores_pick_the_winner_by_the_emas_mean_and_need_two_seeds():
+    import matplotlib.pyplot as plt
+    from smallunet.book.plotting.training import branch_study
+    from smallunet.book.results import branch_scores
+    s = lambda v: dict(fid=v)
+    study = _branch_study({"s0 | ema | seed 0": s(35.0), "s0 | ema | seed 1": s(36.0),
+                           "a1 | ema | seed 0": s(30.0), "a1 | ema | seed 1": s(32.0), "a1 | model | seed 0": s(40.0),
+                           "b1 | ema | seed 0": s(31.0), "b1 | ema | seed 1": s(31.5),
+                           "b1 | model | seed 0": s(25.0)})
+    got = branch_scores(study)
+    assert got["winner"] == "a"                     # EMA means 31.0 < 31.25, though b's raw weights score lower
+    assert got["rows"]["a"] == dict(ema=[30.0, 32.0], ema_mean=31.0, ema_std=1.0, raw=40.0)
+    assert got["rows"]["shipped"]["raw"] is None and list(got["rows"]) == ["shipped", "a", "b"]
+    del study["scores"]["a1 | ema | seed 1"]         # one seed: no spread, not ranked
+    got = branch_scores(study)
+    assert "a" not in got["rows"] and got["winner"] == "b"
+    fig = branch_study(study, got)
+    assert isinstance(fig, matplotlib.figure.Figure)
+    plt.close(fig)

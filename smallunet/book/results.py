@@ -31,3 +31,23 @@ def bench_json(name: str, start: Path | str = ".") -> dict | None:
 def markdown_body(path: Path) -> str:
     """A results page without its title and figures: the text and tables to display."""
     return path.read_text().split("\n", 1)[1].split("![")[0]
+
+
+def branch_scores(study: dict) -> dict:
+    """The branch study's scores (``bench/branch_study.json``) per entry, the shipped model
+    first and then each arm that is scored: the EMA's FID-like scores over the sampling
+    seeds (``ema``), their mean and standard deviation, and the raw weights' score
+    (``raw``, None where not measured); and the ``winner``, the arm whose EMA scores
+    lowest on average (None before any arm is scored)."""
+    import numpy as np
+    rows = {}
+    for name, entry in {"shipped": study["shipped"], **study["arms"]}.items():
+        by_kind = {kind: [v["fid"] for k, v in sorted(study["scores"].items())
+                          if k.startswith(f"{entry['weights_sha256']} | {kind} |")] for kind in ("ema", "model")}
+        if len(by_kind["ema"]) < 2:            # a spread needs two sampling seeds
+            continue
+        rows[name] = dict(ema=by_kind["ema"], ema_mean=round(float(np.mean(by_kind["ema"])), 3),
+                          ema_std=round(float(np.std(by_kind["ema"])), 3),
+                          raw=by_kind["model"][0] if by_kind["model"] else None)
+    arms = [a for a in study["arms"] if a in rows]
+    return dict(rows=rows, winner=min(arms, key=lambda a: rows[a]["ema_mean"]) if arms else None)

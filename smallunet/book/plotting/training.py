@@ -244,3 +244,39 @@ def gaussian_denoiser(xt, curves: Mapping[float, Mapping[str, Sequence[float]]],
     axes[0, 0].legend(fontsize=8)
     fig.suptitle("lines: closed form; dots: the trained network", fontsize=9)
     return fig
+
+
+def branch_study(study: Mapping, summary: Mapping) -> Figure:
+    """The branch study (``bench/branch_study.json``): left, each arm's learning rate
+    against the global step (``lr_curve``: [(step, lr), ...]); right, the FID-like score of
+    the shipped model and of each arm: the EMA's score per sampling seed (dots) and their
+    mean (a bar), the raw weights' (a cross); the floor dashed where known."""
+    arms = study["arms"]
+    if not arms:
+        raise ValueError("the study has no arms to plot")
+    fig, axes = new_figure(1, 2, size=(3.4, 2.8))
+    left, right = axes[0]
+    for k, (name, a) in enumerate(arms.items()):
+        steps, lrs = zip(*a["lr_curve"])
+        left.plot(steps, lrs, color=f"C{k + 1}", label=name)
+    left.set(xlabel="global step", ylabel="learning rate", title="the arms' schedules")
+    left.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
+    left.legend(fontsize=8)
+    rows = summary["rows"]
+    names = [n for n in ("shipped", *arms) if n in rows]
+    for x, name in enumerate(names):
+        r, color = rows[name], "C0" if name == "shipped" else f"C{list(arms).index(name) + 1}"
+        right.bar(x, r["ema_mean"], width=0.6, color=color, alpha=0.35)
+        right.plot([x] * len(r["ema"]), r["ema"], "o", color=color, ms=4,
+                   label="EMA, per seed" if x == 0 else None)
+        if r.get("raw") is not None:
+            labelled = any(t.get_label() == "raw weights, seed 0" for t in right.lines)
+            right.plot(x, r["raw"], "x", color="k", ms=6, label=None if labelled else "raw weights, seed 0")
+    if study.get("floor") and names:
+        right.axhline(study["floor"]["fid_mean"], ls="--", c="k", lw=1, label="floor")
+    right.set_xticks(range(len(names)), names, fontsize=8)
+    right.set(ylabel=f"FID-like (n={study['settings']['n']})", title="scores (lower is better)")
+    right.grid(True, axis="y", alpha=0.3)
+    if names:
+        right.legend(fontsize=7, loc="lower left")
+    return fig

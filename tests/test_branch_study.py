@@ -1,0 +1,45 @@
+"""bench/branch_study.py rehearsed tiny: two arms of two steps from the shipped checkpoint,
+scored at n = 16, then resumed (nothing is trained or scored twice)."""
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from smallunet.data import DEBIAN_DIR
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("branch_study", ROOT / "bench" / "branch_study.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.skipif(not (DEBIAN_DIR / "train-images-idx3-ubyte.gz").is_file(), reason="needs FashionMNIST")
+def test_branch_study_trains_scores_and_resumes(tmp_path):
+    study_mod = _load()
+    res = tmp_path / "b.json"
+    args = ["--steps", "2", "--decay-steps", "1", "--n", "16", "--out-dir", str(tmp_path / "runs"),
+            "--results", str(res)]
+    assert study_mod.main(["--train", "--score", *args]) == 0
+    study = json.loads(res.read_text())
+    start = study["shipped"]["step"]
+    assert list(study["arms"]) == list(study_mod.ARMS)
+    for name, arm in study["arms"].items():
+        assert arm["finished"] and arm["steps"] == 2 and arm["step"] == start + 2
+        assert arm["decay_start"] == start + 1 and arm["lr_curve"][-1] == [start + 2, 0.0]
+        flag = " ".join(study_mod.ARMS[name][1])
+        assert all(flag in leg["command"] for leg in arm["legs"])      # the rate, from the run record
+    # the shipped model with two seeds; each arm's EMA with two and its raw weights with one
+    assert len(study["scores"]) == 2 + 3 * len(study_mod.ARMS)
+    assert study["settings"]["n"] == 16 and study["settings"]["precision"] == "bf16 autocast"
+    text = res.with_suffix(".md").read_text()
+    assert "Winner by the EMA's score" in text and res.with_suffix(".png").is_file()
+    written = {k: v["minutes"] for k, v in study["scores"].items()}
+    assert study_mod.main(["--train", "--score", *args]) == 0             # resumes: all done already
+    again = json.loads(res.read_text())
+    assert {k: v["minutes"] for k, v in again["scores"].items()} == written
+    assert all(a["step"] == start + 2 for a in again["arms"].values())
