@@ -17,7 +17,8 @@ images; sampling seed 0 everywhere and seed 1 as well at 20 NFE (the spread); th
 100 NFE for the two samplers best at 50. Points are measured in that order and saved
 one by one to bench/nfe_study.json with the weights' SHA-256, the precision and the
 minutes each took, so an interrupted run continues where it stopped; a run on other
-weights or another precision starts a new study. ``--report`` writes bench/nfe_study.md
+weights or another precision starts a new study, and the old one is kept beside it as
+bench/nfe_study_<first 12 hex digits of its SHA-256>_<precision>.json. ``--report`` writes bench/nfe_study.md
 (table with spread and the floor) and bench/nfe_study.png from the JSON.
 """
 from __future__ import annotations
@@ -93,8 +94,11 @@ def measure(model, sampler: str, nfe: int, seed: int, n: int, bf16: bool, ref) -
 def load(path: Path, settings: dict) -> dict:
     study = json.loads(path.read_text()) if path.is_file() else {}
     if study.get("settings") != settings:
-        if study:
-            print(f"{path} holds a study of other settings; starting a new one", flush=True)
+        if study.get("points"):        # kept beside it, named by its weights and precision
+            old = study["settings"]
+            kept = path.with_name(f"{path.stem}_{old['weights_sha256'][:12]}_{old['precision']}.json")
+            kept.write_text(json.dumps(study, indent=2) + "\n")
+            print(f"{path} holds a study of other settings (kept as {kept.name}); starting a new one", flush=True)
         study = dict(settings=settings, points={})
     return study
 
