@@ -48,6 +48,7 @@ RECIPE = ["--batch-size", "128", "--lr-schedule", "wsd", "--warmup-steps", "200"
 ARMS = {                       # name -> (the one change, its flags)
     "lr 7e-4": ("the shipped segments' peak rate", ["--lr", "7e-4"]),
     "lr 2e-3": ("a higher peak rate", ["--lr", "2e-3"]),
+    "lr 3.5e-4": ("half the shipped rate", ["--lr", "3.5e-4"]),
 }
 RESULTS = ROOT / "bench" / "branch_study.json"
 SEEDS_EMA, SEEDS_RAW = (0, 1), (0,)
@@ -81,7 +82,7 @@ def train(args) -> None:
     start = shipped_paths()[2]["step"]
     args.out_dir.mkdir(parents=True, exist_ok=True)
     procs = {}
-    for arm in ARMS:
+    for arm in args.arms:
         cmd = train_command(arm, args, start)
         log = open(args.out_dir / f"{slug(arm)}.log", "a")
         print(f"[{time.strftime('%H:%M:%S')}] {arm}: {shlex.join(cmd)}", flush=True)
@@ -246,6 +247,8 @@ def main(argv=None) -> int:
     p.add_argument("--train", action="store_true", help="train (or resume) every arm, side by side")
     p.add_argument("--score", action="store_true", help="score every finished arm and the shipped model")
     p.add_argument("--report", action="store_true", help="only rewrite the table and the plot")
+    p.add_argument("--arms", nargs="+", choices=list(ARMS), default=list(ARMS),
+                   help="the arms to train (default all; scoring takes every finished arm)")
     p.add_argument("--steps", type=int, default=1200, help="optimizer steps per arm, from the shipped step")
     p.add_argument("--decay-steps", type=int, default=500, help="the last steps, where the rate falls to 0")
     p.add_argument("--minutes", type=float, default=120, help="wall-clock cap per arm, this invocation")

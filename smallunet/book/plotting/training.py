@@ -266,17 +266,18 @@ def branch_study(study: Mapping, summary: Mapping) -> Figure:
     names = [n for n in ("shipped", *arms) if n in rows]
     for x, name in enumerate(names):
         r, color = rows[name], "C0" if name == "shipped" else f"C{list(arms).index(name) + 1}"
-        right.bar(x, r["ema_mean"], width=0.6, color=color, alpha=0.35)
-        right.plot([x] * len(r["ema"]), r["ema"], "o", color=color, ms=4,
+        right.plot([x - 0.25, x + 0.25], [r["ema_mean"]] * 2, color=color, lw=2,
+                   label="EMA, mean of the seeds" if x == 0 else None)
+        right.plot([x] * len(r["ema"]), r["ema"], "o", color=color, ms=4, alpha=0.7,
                    label="EMA, per seed" if x == 0 else None)
         if r.get("raw") is not None:
             labelled = any(t.get_label() == "raw weights, seed 0" for t in right.lines)
             right.plot(x, r["raw"], "x", color="k", ms=6, label=None if labelled else "raw weights, seed 0")
-    if study.get("floor") and names:
-        right.axhline(study["floor"]["fid_mean"], ls="--", c="k", lw=1, label="floor")
     right.set_xticks(range(len(names)), names, fontsize=8)
-    right.set(ylabel=f"FID-like (n={study['settings']['n']})", title="scores (lower is better)")
+    right.set_xlim(-0.6, len(names) - 0.4)
+    floor = f"; floor {study['floor']['fid_mean']:.2f}" if study.get("floor") else ""
+    right.set(ylabel=f"FID-like (n={study['settings']['n']}{floor})", title="scores (lower is better)")
     right.grid(True, axis="y", alpha=0.3)
     if names:
-        right.legend(fontsize=7, loc="lower left")
+        right.legend(fontsize=7)
     return fig
