@@ -117,6 +117,19 @@ def test_readme_statements_about_the_training_curve_hold():
     gains = {s["segment"]: 1e5 * (a - b) / s["images"] for a, b, s in zip(fids, fids[1:], segs[1:])}
     assert round(gains[2]) == 32, gains
     assert len(gains) >= 3 and all(g < 2 for g in list(gains.values())[-2:]), gains
+    # the branch study, from the shipped checkpoint (bench/branch_study.json)
+    assert ("continuing the shipped checkpoint for two more epochs at its own learning rate scored "
+            "no better than it, and at a higher rate worse") in readme
+    from smallunet.book.results import branch_scores
+    study = json.loads((ROOT / "bench" / "branch_study.json").read_text())
+    assert study["shipped"]["weights_sha256"] == info["sha256"]
+    same = [a for a, arm in study["arms"].items() if arm["lr"] == info["config"]["lr"]]
+    higher = [a for a, arm in study["arms"].items() if arm["lr"] > info["config"]["lr"]]
+    rows = branch_scores(study)["rows"]
+    assert same and higher and all(a in rows for a in same + higher)
+    assert all(1.9 < study["arms"][a]["images"] / 60_000 < 2.5 for a in same)      # two more epochs
+    assert all(rows[a]["ema_mean"] >= rows["shipped"]["ema_mean"] for a in same)
+    assert all(rows[a]["ema_mean"] > max(rows[b]["ema_mean"] for b in same) for a in higher)
 
 
 def test_recipe_study_tiny_run(tmp_path):
