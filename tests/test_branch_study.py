@@ -1,21 +1,15 @@
 """bench/branch_study.py rehearsed tiny: two arms of two steps from the shipped checkpoint,
 scored at n = 16, then resumed (nothing is trained or scored twice)."""
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
+from repo_scripts import load_script
 from smallunet.data import DEBIAN_DIR
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _load():
-    spec = importlib.util.spec_from_file_location("branch_study", ROOT / "bench" / "branch_study.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("bench/branch_study.py")
 
 
 @pytest.mark.skipif(not (DEBIAN_DIR / "train-images-idx3-ubyte.gz").is_file(), reason="needs FashionMNIST")

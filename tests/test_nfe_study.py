@@ -1,17 +1,12 @@
 """bench/nfe_study.py's bookkeeping: which points it measures next, what a Heun point
 costs, how it keeps an older study, and the summary the targets are stated in."""
-import importlib.util
 import json
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from repo_scripts import load_script
 
 
 def _load():
-    spec = importlib.util.spec_from_file_location("nfe_study", ROOT / "bench" / "nfe_study.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("bench/nfe_study.py")
 
 
 def _point(mod, sampler, nfe, seed, fid):
