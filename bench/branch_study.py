@@ -29,8 +29,8 @@ Writes bench/branch_study.json, bench/branch_study.md (table) and bench/branch_s
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import datetime
+import functools
 import json
 import os
 import shlex
@@ -58,6 +58,7 @@ def slug(arm: str) -> str:
     return arm.replace(" ", "_")
 
 
+@functools.lru_cache(maxsize=None)          # one read of the manifest per run
 def shipped_paths() -> tuple[Path, Path, dict]:
     from smallunet.pretrained import WEIGHTS_DIR, pretrained_info
     info = pretrained_info()
@@ -109,7 +110,7 @@ def arm_record(arm: str, args) -> dict | None:
     if not weights.is_file() or int(read_metadata(weights).get("step", -1)) != step:
         ema, raw, _ = read_weights(ckpt)
         write_weights(weights, ema, raw, {"config": meta["config"], "step": str(step)})
-    legs = RunRecord.from_json(meta.get("run_legs")).legs
+    record = RunRecord.from_json(meta.get("run_legs"))
     history = json.loads(meta.get("history", "[]"))
     tail = [loss for s, loss in history if s > step - 250]
     from smallunet.train_recipe import lr_factor
@@ -121,9 +122,9 @@ def arm_record(arm: str, args) -> dict | None:
                 max_steps=cfg.max_steps, start_step=start, step=step, steps=step - start,
                 images=(step - start) * cfg.batch_size, batch_size=cfg.batch_size, ema_decay=cfg.ema_decay,
                 finished=cfg.max_steps is not None and step >= cfg.max_steps,
-                minutes=round(sum(leg["seconds"] for leg in legs if leg["end_step"] > start) / 60, 1),
+                minutes=record.summary(start)["minutes"],
                 legs=[{k: leg.get(k) for k in ("start_step", "end_step", "seconds", "threads", "precision", "command")}
-                      for leg in legs if leg["end_step"] > start],
+                      for leg in record.legs if leg["end_step"] > start],
                 loss_last_250_steps=round(sum(tail) / len(tail), 5) if tail else None,
                 history=[(s, round(loss, 5)) for s, loss in history if s > start],
                 weights=os.path.relpath(weights, ROOT), weights_sha256=sha256_of(weights))
