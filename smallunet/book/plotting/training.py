@@ -250,7 +250,8 @@ def branch_study(study: Mapping, summary: Mapping) -> Figure:
     """The branch study (``bench/branch_study.json``): left, each arm's learning rate
     against the global step (``lr_curve``: [(step, lr), ...]); right, the FID-like score of
     the shipped model and of each arm: the EMA's score per sampling seed (dots) and their
-    mean (a bar), the raw weights' (a cross); the floor dashed where known."""
+    mean (a short line), the raw weights' (a cross), on an axis zoomed to the scores; the
+    floor, where known, in the axis label."""
     arms = study["arms"]
     if not arms:
         raise ValueError("the study has no arms to plot")
