@@ -5,12 +5,14 @@
     python bench/branch_study.py --report                                 # rewrite branch_study.md and .png
 
 Every arm continues the shipped unconditional model (its raw weights with a fresh AdamW,
-and its EMA) for the same number of optimizer steps, one torch thread each, the arms
+and its EMA) on the same number of training images, one torch thread each, the arms
 side by side so that they share the machine alike. The recipe is the shipped segments'
 (batch 128, dropout 0, the 'mix' draw of noise levels, min-SNR weight, EMA 0.999) with
 one change per arm; the learning rate warms up over 200 steps from the shipped step,
 holds, then falls linearly to 0 over the last ``--decay-steps`` (schedule 'wsd'), so
-every arm ends with settled weights. A checkpoint per arm lives in ``--out-dir``; the
+every arm ends with settled weights. ``--steps``, ``--decay-steps`` and the warm-up count
+steps of batch 128: an arm with a larger batch takes proportionally fewer steps, so that
+every arm sees the same images on the same schedule of images. A checkpoint per arm lives in ``--out-dir``; the
 same command resumes it, and a run stopped early can be given its decay later (the
 trainer keeps every leg's command in the checkpoint, and the results quote them).
 
@@ -42,14 +44,28 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-RECIPE = ["--batch-size", "128", "--lr-schedule", "wsd", "--warmup-steps", "200", "--dropout", "0",
-          "--sigma-dist", "mix", "--sigma-mean", "-0.6", "--sigma-std", "1.2", "--sigma-mix", "0.2",
-          "--loss-weight", "min_snr"]
+BATCH, WARMUP = 128, 200       # the shipped segments' batch; the re-warm, in steps of that batch
 ARMS = {                       # name -> (the one change, its flags)
     "lr 7e-4": ("the shipped segments' peak rate", ["--lr", "7e-4"]),
     "lr 2e-3": ("a higher peak rate", ["--lr", "2e-3"]),
     "lr 3.5e-4": ("half the shipped rate", ["--lr", "3.5e-4"]),
+    "batch 256": ("batch 256 at the shipped rate (half the steps)", ["--lr", "7e-4", "--batch-size", "256"]),
 }
+
+
+def arm_batch(arm: str) -> int:
+    flags = ARMS[arm][1]
+    return int(flags[flags.index("--batch-size") + 1]) if "--batch-size" in flags else BATCH
+
+
+def recipe(arm: str) -> list[str]:
+    """The shipped segments' flags, the re-warm counted in the arm's own steps; the batch
+    is named here unless the arm's flags change it."""
+    batch = arm_batch(arm)
+    head = [] if "--batch-size" in ARMS[arm][1] else ["--batch-size", str(BATCH)]
+    return [*head, "--lr-schedule", "wsd", "--warmup-steps", str(WARMUP * BATCH // batch), "--dropout", "0",
+            "--sigma-dist", "mix", "--sigma-mean", "-0.6", "--sigma-std", "1.2", "--sigma-mix", "0.2",
+            "--loss-weight", "min_snr"]
 RESULTS = ROOT / "bench" / "branch_study.json"
 SEEDS_EMA, SEEDS_RAW = (0, 1), (0,)
 
@@ -67,12 +83,13 @@ def shipped_paths() -> tuple[Path, Path, dict]:
 
 def train_command(arm: str, args, start: int) -> list[str]:
     ema, raw, _ = shipped_paths()
-    end = start + args.steps
+    per_step = arm_batch(arm) // BATCH                   # steps of batch 128 in one of the arm's
+    end, decay = start + args.steps // per_step, args.decay_steps // per_step
     return [sys.executable, "-m", "smallunet", "--init-weights", os.path.relpath(raw, ROOT),
             "--init-ema", os.path.relpath(ema, ROOT),
             "--checkpoint", os.path.relpath(args.out_dir / f"{slug(arm)}.safetensors", ROOT),
-            *RECIPE, *ARMS[arm][1], "--warmup-start", str(start),
-            "--decay-start", str(end - args.decay_steps), "--decay-steps", str(args.decay_steps),
+            *recipe(arm), *ARMS[arm][1], "--warmup-start", str(start),
+            "--decay-start", str(end - decay), "--decay-steps", str(decay),
             "--max-steps", str(end), "--threads", "1", "--minutes", str(args.minutes),
             "--save-every-minutes", "4", "--no-progress",
             *(["--data-root", args.data_root] if args.data_root else [])]
@@ -196,8 +213,9 @@ def report(study: dict, path: Path) -> str:
     lines = ["# Branches from the shipped checkpoint", "",
              f"Every arm continues the shipped model (step {study['shipped']['step']}, EMA SHA-256 "
              f"`{study['shipped']['weights_sha256'][:12]}…`) with the shipped segments' recipe and one change, "
-             "for the same number of steps, one torch thread each, side by side; the learning rate re-warms "
-             "over 200 steps, holds, and falls linearly to 0 at the end.",
+             "on the same number of training images, one torch thread each, side by side; the learning rate "
+             f"re-warms over the first {WARMUP * BATCH:,} images, holds, and falls linearly to 0 at the end "
+             "(an arm with a larger batch takes proportionally fewer steps on the same schedule of images).",
              f"Scores: the protocol ({s['steps']} steps, gam {s['gam']}, n = {s['n']} against the 10,000 test "
              f"images, {s['precision']} sampling, weights rounded to fp16 as shipped); EMA: mean ± std over "
              f"sampling seeds {', '.join(map(str, SEEDS_EMA))}; raw: seed 0. The shipped model is scored in the "
@@ -250,8 +268,10 @@ def main(argv=None) -> int:
     p.add_argument("--report", action="store_true", help="only rewrite the table and the plot")
     p.add_argument("--arms", nargs="+", choices=list(ARMS), default=list(ARMS),
                    help="the arms to train (default all; scoring takes every finished arm)")
-    p.add_argument("--steps", type=int, default=1200, help="optimizer steps per arm, from the shipped step")
-    p.add_argument("--decay-steps", type=int, default=500, help="the last steps, where the rate falls to 0")
+    p.add_argument("--steps", type=int, default=1200,
+                   help="optimizer steps of batch 128 per arm, from the shipped step (fewer at a larger batch)")
+    p.add_argument("--decay-steps", type=int, default=500,
+                   help="the last steps (of batch 128), where the rate falls to 0")
     p.add_argument("--minutes", type=float, default=120, help="wall-clock cap per arm, this invocation")
     p.add_argument("--parallel", type=int, default=2, help="scoring jobs at once (one thread each)")
     p.add_argument("--fp32", action="store_true", help="sample in fp32 (the protocol's precision; 2.2x slower here)")

@@ -135,9 +135,10 @@ def test_throughput_report_says_which_row_answers_what():
 
 
 def _branch_study(scores):
-    arm = lambda sha: dict(weights_sha256=sha, lr_curve=[(0, 0.0), (10, 1e-3), (20, 0.0)])
+    arm = lambda sha, batch, end: dict(weights_sha256=sha, start_step=100, batch_size=batch,
+                                       lr_curve=[(100, 0.0), (100 + end // 2, 1e-3), (100 + end, 0.0)])
     return dict(settings=dict(n=1000), floor=dict(fid_mean=3.0), shipped=dict(weights_sha256="s0"),
-                arms={"a": arm("a1"), "b": arm("b1")}, scores=scores)
+                arms={"a": arm("a1", 128, 20), "b": arm("b1", 256, 10)}, scores=scores)
 
 
 def test_branch_scores_pick_the_winner_by_the_emas_mean_and_need_two_seeds():
@@ -158,4 +159,6 @@ def test_branch_scores_pick_the_winner_by_the_emas_mean_and_need_two_seeds():
     assert "a" not in got["rows"] and got["winner"] == "b"
     fig = branch_study(study, got)
     assert isinstance(fig, matplotlib.figure.Figure)
+    a_line, b_line = fig.axes[0].lines                # 20 steps of 128 and 10 of 256: the same images
+    assert list(a_line.get_xdata()) == [0, 1.28, 2.56] and list(b_line.get_xdata()) == [0, 1.28, 2.56]
     plt.close(fig)

@@ -38,3 +38,24 @@ def test_branch_study_trains_scores_and_resumes(tmp_path):
     again = json.loads(res.read_text())
     assert {k: v["minutes"] for k, v in again["scores"].items()} == written
     assert all(a["step"] == start + 2 for a in again["arms"].values())
+
+
+def test_an_arm_with_a_larger_batch_sees_the_same_images_on_the_same_schedule(tmp_path):
+    import argparse
+    study_mod = _load()
+    args = argparse.Namespace(steps=1000, decay_steps=450, minutes=45.0, out_dir=tmp_path, data_root=None)
+
+    def flags(arm):
+        cmd = study_mod.train_command(arm, args, 11550)
+        assert cmd.count("--batch-size") == 1 and cmd.count("--warmup-steps") == 1
+        return {k: int(cmd[cmd.index(k) + 1]) for k in
+                ("--batch-size", "--warmup-steps", "--decay-start", "--decay-steps", "--max-steps")}
+
+    small, large = flags("lr 7e-4"), flags("batch 256")
+    assert small == {"--batch-size": 128, "--warmup-steps": 200, "--decay-start": 12100,
+                     "--decay-steps": 450, "--max-steps": 12550}
+    assert large == {"--batch-size": 256, "--warmup-steps": 100, "--decay-start": 11825,
+                     "--decay-steps": 225, "--max-steps": 12050}
+    from_start = {"--warmup-steps": 0, "--decay-steps": 0, "--decay-start": 11550, "--max-steps": 11550}
+    for key, offset in from_start.items():       # in images, every corner of the schedule is the same
+        assert (small[key] - offset) * 128 == (large[key] - offset) * 256, key

@@ -248,7 +248,8 @@ def gaussian_denoiser(xt, curves: Mapping[float, Mapping[str, Sequence[float]]],
 
 def branch_study(study: Mapping, summary: Mapping) -> Figure:
     """The branch study (``bench/branch_study.json``): left, each arm's learning rate
-    against the global step (``lr_curve``: [(step, lr), ...]); right, the FID-like score of
+    (``lr_curve``: [(global step, lr), ...]) against the images it has seen since the shipped
+    step (``(step - start_step) * batch_size``, so arms of different batch sizes line up); right, the FID-like score of
     the shipped model and of each arm: the EMA's score per sampling seed (dots) and their
     mean (a short line), the raw weights' (a cross), on an axis zoomed to the scores; the
     floor, where known, in the axis label."""
@@ -259,8 +260,9 @@ def branch_study(study: Mapping, summary: Mapping) -> Figure:
     left, right = axes[0]
     for k, (name, a) in enumerate(arms.items()):
         steps, lrs = zip(*a["lr_curve"])
-        left.plot(steps, lrs, color=f"C{k + 1}", label=name)
-    left.set(xlabel="global step", ylabel="learning rate", title="the arms' schedules")
+        seen = [(s - a["start_step"]) * a["batch_size"] / 1000 for s in steps]
+        left.plot(seen, lrs, color=f"C{k + 1}", label=name)
+    left.set(xlabel="images since the shipped step (1000s)", ylabel="learning rate", title="the arms' schedules")
     left.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
     left.legend(fontsize=8)
     rows = summary["rows"]
