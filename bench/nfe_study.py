@@ -132,8 +132,8 @@ def summary(study: dict) -> dict:
     protocol sampler's at 20, each as a multiple of the floor."""
     pts, fl = study["points"], study["floor"]["fid_mean"]
     mean = lambda s, k: float(np.mean([p["fid"] for p in pts.values() if p["sampler"] == s and p["nfe_target"] == k]))
-    cands = {(s, k): mean(s, k) for s in SAMPLERS for k in NFES
-             if k <= 20 and any(p["sampler"] == s and p["nfe"] <= 20 and p["nfe_target"] == k for p in pts.values())}
+    measured = {(p["sampler"], p["nfe_target"]) for p in pts.values() if p["nfe"] <= 20}
+    cands = {(s, k): mean(s, k) for s, k in measured}
     (bs, bk), best = min(cands.items(), key=lambda kv: kv[1])
     proto = mean("gam 1.6 (protocol)", 20)
     return dict(best_le_20_nfe=dict(sampler=bs, nfe=bk, fid=round(best, 3), ratio=round(best / fl, 2)),
@@ -172,7 +172,7 @@ def plot(study: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def report(study: dict, path: Path) -> None:
+def report(study: dict, path: Path, echo: bool = True) -> None:
     s = study["settings"]
     have = {(p["sampler"], p["nfe_target"]) for p in study["points"].values()}
     summ = summary(study) if study.get("floor") and ("gam 1.6 (protocol)", 20) in have else None
@@ -200,7 +200,8 @@ a Heun step costs 2 NFE, so its 5-NFE column is 3 steps (6 NFE). The floor is
 """
     path.with_suffix(".md").write_text(text)
     plot(study, path.with_suffix(".png"))
-    print(text)
+    if echo:
+        print(text)
 
 
 def main(argv=None) -> int:
@@ -245,7 +246,7 @@ def main(argv=None) -> int:
             args.out.parent.mkdir(parents=True, exist_ok=True)
             args.out.write_text(json.dumps(study, indent=2) + "\n")
             print(json.dumps(point), flush=True)
-            report(study, args.out)                    # the table and plot follow every point
+            report(study, args.out, echo=False)        # the table and plot follow every point
     if study["points"] and args.report:
         report(study, args.out)
     return 0
