@@ -123,8 +123,9 @@ def test_readme_statements_about_the_training_curve_hold():
     from smallunet.book.results import branch_scores
     study = json.loads((ROOT / "bench" / "branch_study.json").read_text())
     assert study["shipped"]["weights_sha256"] == info["sha256"]
-    same = [a for a, arm in study["arms"].items() if arm["lr"] == info["config"]["lr"]]
-    higher = [a for a, arm in study["arms"].items() if arm["lr"] > info["config"]["lr"]]
+    rate_arms = {a: arm for a, arm in study["arms"].items() if arm["batch_size"] == info["config"]["batch_size"]}
+    same = [a for a, arm in rate_arms.items() if arm["lr"] == info["config"]["lr"]]
+    higher = [a for a, arm in rate_arms.items() if arm["lr"] > info["config"]["lr"]]
     rows = branch_scores(study)["rows"]
     assert same and higher and all(a in rows for a in same + higher)
     assert all(1.9 < study["arms"][a]["images"] / 60_000 < 2.5 for a in same)      # two more epochs
