@@ -104,7 +104,8 @@ def test_readme_quotes_the_manifest():
 
 def test_readme_statements_about_the_training_curve_hold():
     """README: training is still short of 2x the floor; segment 2 lowered the FID-like
-    score by 32 points per 100,000 training images, each of the last two by under 2."""
+    score by 32 points per 100,000 training images, each of the last two by under 2; the
+    branch study's and the NFE study's sentences hold for their JSON."""
     from smallunet.pretrained import pretrained_info
     info = pretrained_info()
     readme = " ".join((ROOT / "README.md").read_text().split())
@@ -131,6 +132,15 @@ def test_readme_statements_about_the_training_curve_hold():
     assert all(1.9 < study["arms"][a]["images"] / 60_000 < 2.5 for a in same)      # two more epochs
     assert all(rows[a]["ema_mean"] >= rows["shipped"]["ema_mean"] for a in same)
     assert all(rows[a]["ema_mean"] > max(rows[b]["ema_mean"] for b in same) for a in higher)
+    # the NFE study on the shipped weights (bench/nfe_study.json): little left for the sampler
+    assert ("past 20 network evaluations the best of four samplers gains under one FID-like point"
+            in readme)
+    nfe = json.loads((ROOT / "bench" / "nfe_study.json").read_text())
+    assert nfe["settings"]["weights_sha256"] == info["sha256"]
+    seed0 = [p for p in nfe["points"].values() if p["seed"] == 0]
+    assert len({p["sampler"] for p in seed0}) == 4 and any(p["nfe"] >= 50 for p in seed0)
+    best = lambda pts: min(p["fid"] for p in pts)
+    assert best(p for p in seed0 if p["nfe"] <= 20) - best(p for p in seed0 if p["nfe"] > 20) < 1
 
 
 def test_recipe_study_tiny_run(tmp_path):
