@@ -50,6 +50,7 @@ ARMS = {                       # name -> (the one change, its flags)
     "lr 2e-3": ("a higher peak rate", ["--lr", "2e-3"]),
     "lr 3.5e-4": ("half the shipped rate", ["--lr", "3.5e-4"]),
     "batch 256": ("batch 256 at the shipped rate (half the steps)", ["--lr", "7e-4", "--batch-size", "256"]),
+    "ema 0.9995": ("EMA 0.9995: the memory, in images, of batch 256's EMA", ["--lr", "7e-4", "--ema-decay", "0.9995"]),
 }
 
 

@@ -132,6 +132,19 @@ def test_readme_statements_about_the_training_curve_hold():
     assert all(1.9 < study["arms"][a]["images"] / 60_000 < 2.5 for a in same)      # two more epochs
     assert all(rows[a]["ema_mean"] >= rows["shipped"]["ema_mean"] for a in same)
     assert all(rows[a]["ema_mean"] > max(rows[b]["ema_mean"] for b in same) for a in higher)
+    assert ("At twice the batch on the same images its EMA scored better than the shipped model "
+            "under both sampling seeds, by less than twice their spread, but its raw weights far worse: "
+            "its EMA, with half as many updates, kept more of the shipped weights") in readme
+    wide = [a for a, arm in study["arms"].items() if arm["batch_size"] == 2 * info["config"]["batch_size"]
+            and arm["lr"] == info["config"]["lr"] and a in rows]
+    assert wide and all(study["arms"][a]["images"] == study["arms"][same[0]]["images"] for a in wide)
+    ship = rows["shipped"]
+    for a in wide:
+        assert all(w < s for w, s in zip(rows[a]["ema"], ship["ema"], strict=True))
+        assert ship["ema_mean"] - rows[a]["ema_mean"] < 2 * max(ship["ema_std"], rows[a]["ema_std"])
+        assert all(rows[a]["raw"] > rows[b]["raw"] + 2 for b in same)                  # far worse
+        kept = lambda arm: arm["ema_decay"] ** arm["steps"]       # the shipped EMA's share left
+        assert all(kept(study["arms"][a]) > kept(study["arms"][b]) for b in same)
     # the NFE study on the shipped weights (bench/nfe_study.json): little left for the sampler
     assert ("past 20 network evaluations the best of four samplers gains under one FID-like point"
             in readme)
