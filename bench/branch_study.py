@@ -12,9 +12,11 @@ one change per arm; the learning rate warms up over 200 steps from the shipped s
 holds, then falls linearly to 0 over the last ``--decay-steps`` (schedule 'wsd'), so
 every arm ends with settled weights. ``--steps``, ``--decay-steps`` and the warm-up count
 steps of batch 128: an arm with a larger batch takes proportionally fewer steps, so that
-every arm sees the same images on the same schedule of images. A checkpoint per arm lives in ``--out-dir``; the
-same command resumes it, and a run stopped early can be given its decay later (the
-trainer keeps every leg's command in the checkpoint, and the results quote them).
+every arm sees the same images on the same schedule of images. (The EMA is updated once
+per step, so such an arm's EMA keeps more of the shipped EMA: ``ema_decay ** steps``; the
+'ema 0.9995' arm keeps batch 256's share at batch 128.) A checkpoint per arm lives in
+``--out-dir``; the same command resumes it, and a run stopped early can be given its decay
+later (the trainer keeps every leg's command in the checkpoint, and the results quote them).
 
 Scoring is the project's protocol (``smallunet.protocol.evaluate``: 20 steps of the
 log-linear levels, gam 1.6, n = 1000 against all 10,000 test images): each arm's EMA with
